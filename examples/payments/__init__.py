@@ -1,0 +1,1 @@
+"""A small payments app whose background jobs run through taskkit."""

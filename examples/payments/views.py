@@ -1,0 +1,44 @@
+"""HTTP views: complete a payment (which enqueues its receipt) and show receipts."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, current_app, jsonify
+from sqlalchemy import func, select
+
+from .db import db
+from .models import COMPLETED, PENDING, Payment, Receipt
+
+bp = Blueprint("payments", __name__)
+
+
+@bp.get("/")
+def index() -> str:
+    """A plain landing page."""
+    count = db.session.scalar(select(func.count()).select_from(Payment))
+    return f"<h1>Payments</h1><p>{count} payments on record.</p>"
+
+
+@bp.post("/payments/<int:payment_id>/complete")
+def complete(payment_id: int) -> tuple[Response, int]:
+    """Mark a pending payment completed and enqueue its receipt."""
+    payment = db.session.get(Payment, payment_id)
+    if payment is None:
+        return jsonify(error=f"payment {payment_id} does not exist"), 404
+    if payment.status != PENDING:
+        return jsonify(error=f"payment {payment_id} is already {payment.status}"), 409
+    payment.status = COMPLETED
+    # Commit before enqueueing, so the worker (or an eager run) sees the completed payment.
+    db.session.commit()
+    job = current_app.extensions["taskkit"].enqueue(
+        "send_payment_receipt", user_id=payment.user_id, payment_id=payment.id
+    )
+    return jsonify(job_id=job.id), 202
+
+
+@bp.get("/receipts/<int:payment_id>")
+def receipt(payment_id: int) -> Response:
+    """The receipt of a payment, as sent; the emailed receipt links here."""
+    found = db.session.scalar(select(Receipt).where(Receipt.payment_id == payment_id))
+    if found is None:
+        abort(404)
+    return Response(found.body, mimetype="text/plain")

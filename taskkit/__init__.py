@@ -1,0 +1,21 @@
+"""taskkit: a declarative task runner for Flask applications on RQ."""
+
+from taskkit.errors import ConfigError as ConfigError
+from taskkit.errors import JobArgumentsError as JobArgumentsError
+from taskkit.errors import RedisUnavailableError as RedisUnavailableError
+from taskkit.errors import TaskkitError as TaskkitError
+from taskkit.errors import UndeclaredJobError as UndeclaredJobError
+from taskkit.errors import UnknownJobError as UnknownJobError
+from taskkit.registry import Registry as Registry
+from taskkit.registry import load as load
+
+__all__ = [
+    "ConfigError",
+    "JobArgumentsError",
+    "RedisUnavailableError",
+    "Registry",
+    "TaskkitError",
+    "UndeclaredJobError",
+    "UnknownJobError",
+    "load",
+]

@@ -1,0 +1,341 @@
+"""The ``taskkit`` command line (also ``flask taskkit``).
+
+Thin on purpose: each command loads the registry and calls one function. Errors are
+turned into one line on stderr and a non-zero exit here, at the edge, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from taskkit.config import format_duration, next_fire_times, parse_duration
+from taskkit.errors import ConfigError, TaskkitError
+from taskkit.registry import Registry, default_config_path, load
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_option(func: F) -> F:
+    """``-c/--config``, shared by every command."""
+    return click.option(
+        "-c",
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="jobs.yaml to use [default: $TASKKIT_CONFIG, else ./jobs.yaml]",
+    )(func)
+
+
+def _config_path(path: Path | None) -> Path:
+    if path is not None:
+        return path
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        if isinstance(ctx.obj, dict) and "default_config" in ctx.obj:
+            return Path(ctx.obj["default_config"])
+        ctx = ctx.parent
+    return default_config_path()
+
+
+def _registry(path: Path | None) -> Registry:
+    return load(_config_path(path))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="taskkit")
+def cli() -> None:
+    """taskkit: declarative background and recurring jobs for Flask on RQ."""
+
+
+@cli.command()
+@config_option
+def validate(config_path: Path | None) -> None:
+    """Check jobs.yaml: syntax, keys, references, and that every func imports."""
+    registry = _registry(config_path)
+    config = registry.config
+    click.echo(
+        f"{registry.path}: OK ({len(config.jobs)} jobs, {len(registry.queue_names)} queues, "
+        f"{len(config.schedules)} schedules)"
+    )
+
+
+@cli.command("list")
+@config_option
+def list_(config_path: Path | None) -> None:
+    """Show jobs with their effective settings, queues, and schedules with next runs."""
+    registry = _registry(config_path)
+    rows = [
+        (
+            job.name,
+            job.settings.queue,
+            job.settings.context,
+            format_duration(job.settings.timeout),
+            _retry_text(job.settings.retry.max, job.settings.retry.intervals),
+            job.settings.func,
+        )
+        for job in registry.jobs.values()
+    ]
+    _table("JOBS", ("name", "queue", "context", "timeout", "retry", "func"), rows)
+    counts: dict[str, int] = {}
+    for job in registry.jobs.values():
+        counts[job.settings.queue] = counts.get(job.settings.queue, 0) + 1
+    _table(
+        "QUEUES (priority order)",
+        ("name", "jobs"),
+        [(name, str(counts.get(name, 0))) for name in registry.queue_names],
+    )
+    now = datetime.now(UTC)
+    schedule_rows = []
+    for name, schedule in registry.config.schedules.items():
+        upcoming = next_fire_times(schedule, now, 1) if schedule.enabled else []
+        when = upcoming[0].astimezone(schedule.tz).isoformat() if upcoming else "-"
+        schedule_rows.append((name, schedule.job, _form(schedule), when))
+    _table("SCHEDULES", ("name", "job", "when", "next run"), schedule_rows)
+    click.echo(f"redis: {registry.config.redis.url}")
+
+
+def _retry_text(count: int, intervals: Sequence[int]) -> str:
+    if count <= 0:
+        return "no"
+    waits = ", ".join(format_duration(i) for i in intervals) if intervals else "at once"
+    return f"{count}x ({waits})"
+
+
+def _form(schedule: Any) -> str:
+    if schedule.cron is not None:
+        return f"cron {schedule.cron} {schedule.timezone}"
+    if schedule.every is not None:
+        return f"every {format_duration(schedule.every)}"
+    return f"at {schedule.at.isoformat()}"
+
+
+def _table(title: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    rows = list(rows)
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
+    click.echo(title)
+    for row in (header, *rows):
+        click.echo(
+            "  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        )
+    click.echo()
+
+
+@cli.command()
+@config_option
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the schema to this file instead of stdout.",
+)
+def schema(config_path: Path | None, output: Path | None) -> None:
+    """Print the JSON Schema of jobs.yaml (for editors: yaml-language-server)."""
+    from taskkit.schema import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}")
+
+
+@cli.command()
+@config_option
+@click.argument("name")
+@click.argument("params", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--in", "delay", default=None, help="Run after this long (e.g. 30s, 5m).")
+def enqueue(
+    config_path: Path | None, name: str, params: tuple[str, ...], delay: str | None
+) -> None:
+    """Enqueue job NAME; values are JSON where they parse (1, true, [1,2]), else strings."""
+    kwargs = dict(_parse_param(p) for p in params)
+    registry = _registry(config_path)
+    if delay is not None:
+        from datetime import timedelta
+
+        try:
+            seconds = parse_duration(delay)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--in") from None
+        job = registry.enqueue_in(timedelta(seconds=seconds), name, **kwargs)
+    else:
+        job = registry.enqueue(name, **kwargs)
+    click.echo(job.id)
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise click.BadParameter(f"{text!r} is not KEY=VALUE", param_hint="KEY=VALUE")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+@cli.command("run-worker")
+@config_option
+@click.option(
+    "--queues", default=None, help="Comma-separated queues, in priority order [default: all]."
+)
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.option("--with-scheduler", is_flag=True, help="Also run the recurring schedules.")
+@click.option(
+    "--worker-class",
+    type=click.Choice(["fork", "simple", "spawn"]),
+    default="fork",
+    show_default=True,
+    help="fork: a work horse per job; simple: in process; spawn: fresh process.",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes (RQ's worker pool).",
+)
+@click.option(
+    "--max-jobs", type=click.IntRange(min=1), default=None, help="Exit after this many jobs."
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+)
+def run_worker(  # noqa: PLR0917 - click passes options positionally
+    config_path: Path | None,
+    queues: str | None,
+    burst: bool,
+    with_scheduler: bool,
+    worker_class: str,
+    processes: int,
+    max_jobs: int | None,
+    log_level: str,
+) -> None:
+    """Run jobs from the queues; SIGTERM finishes the current job, then exits."""
+    from taskkit.execution import run_worker as run
+
+    registry = _registry(config_path)
+    names = _queue_list(registry, queues)
+    setup_logging(log_level)
+    if with_scheduler:
+        _start_scheduler_thread(registry)
+    run(
+        registry,
+        queues=names,
+        worker_class=worker_class,  # type: ignore[arg-type]
+        burst=burst,
+        max_jobs=max_jobs,
+        processes=processes,
+        log_level=log_level.upper() if log_level.upper() == "DEBUG" else "WARNING",
+    )
+
+
+def _start_scheduler_thread(registry: Registry) -> None:
+    try:
+        from taskkit.schedules import start_in_background  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - schedules land in their own change
+        raise click.UsageError("--with-scheduler is not available in this build") from None
+    start_in_background(registry)
+
+
+def _queue_list(registry: Registry, queues: str | None) -> list[str]:
+    if not queues:
+        return registry.queue_names
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = [q for q in names if q not in registry.queue_names]
+    if unknown:
+        raise click.BadParameter(
+            f"{', '.join(unknown)} not declared in {registry.path} "
+            f"(queues: {', '.join(registry.queue_names)})",
+            param_hint="--queues",
+        )
+    return names
+
+
+def setup_logging(level: str) -> None:
+    """One readable line per job from taskkit; RQ's own chatter only at DEBUG."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# -- error handling at the edge ------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: one message and a non-zero exit for every error, no traceback."""
+    try:
+        cli.main(args=argv, prog_name="taskkit", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except ConfigError as error:
+        for problem in error.problems:
+            click.echo(str(problem), err=True)
+        count = len(error.problems)
+        click.echo(f"error: {count} problem{'s' if count != 1 else ''} in jobs.yaml", err=True)
+        sys.exit(error.exit_code)
+    except TaskkitError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as error:
+        if os.environ.get("TASKKIT_DEBUG"):
+            raise
+        click.echo(
+            f"error: unexpected {type(error).__name__}: {error} "
+            "(set TASKKIT_DEBUG=1 for the traceback, and please report it)",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def flask_group() -> click.Group:
+    """The same commands as ``flask taskkit ...``, defaulting to the app's jobs.yaml."""
+    from flask.cli import ScriptInfo
+
+    @click.group("taskkit", help=cli.help)
+    @click.pass_context
+    def group(ctx: click.Context) -> None:
+        app = ctx.ensure_object(ScriptInfo).load_app()
+        state = app.extensions.get("taskkit")
+        if state is not None:
+            ctx.obj = {"default_config": str(state.registry.path)}
+
+    for command in cli.commands.values():
+        group.add_command(command)
+    group.invoke = _with_clean_errors(group.invoke)  # type: ignore[method-assign,assignment]
+    return group
+
+
+def _with_clean_errors(invoke: Callable[[click.Context], Any]) -> Callable[[click.Context], Any]:
+    def wrapped(ctx: click.Context) -> Any:
+        try:
+            return invoke(ctx)
+        except TaskkitError as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapped
+
+
+__all__ = ["cli", "flask_group", "main"]

@@ -1,0 +1,487 @@
+"""The jobs.yaml format as frozen pydantic models.
+
+No IO here: nothing reads files, talks to Redis or imports user code, so every rule
+can be tested on plain dictionaries. The loader (``loader.py``) turns YAML into the
+dictionaries these models validate, and maps their errors to file:line:col.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
+
+from taskkit.errors import Problem
+
+_DURATION_PART = re.compile(r"(\d+)\s*([smhdw])")
+_DURATION_FULL = re.compile(r"^\s*(?:\d+\s*[smhdw]\s*)+$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+_FUNC = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+
+
+def parse_duration(value: Any) -> int:
+    """Turn ``45``, ``"45s"``, ``"10m"``, ``"2h"``, ``"1d"`` or ``"1h30m"`` into seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 45s, 10m, 2h, 1d")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        if _DURATION_FULL.match(text):
+            return sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    raise ValueError(
+        f"{value!r} is not a duration; write seconds (45) or a string like 45s, 10m, 2h, 1d, 1h30m"
+    )
+
+
+def format_duration(seconds: int) -> str:
+    """The shortest exact spelling of a duration: 90 -> ``1m30s``, 86400 -> ``1d``."""
+    if seconds <= 0:
+        return str(seconds)
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        count, seconds = divmod(seconds, _UNIT_SECONDS[unit])
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def _positive(value: int) -> int:
+    if value <= 0:
+        raise ValueError("must be more than zero seconds")
+    return value
+
+
+def _not_negative(value: int) -> int:
+    if value < 0:
+        raise ValueError("must not be negative (0 keeps nothing)")
+    return value
+
+
+_DURATION_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "integer", "minimum": 0},
+            {"type": "string", "pattern": r"^\s*(\d+\s*[smhdw]?\s*)+$"},
+        ],
+        "description": "Seconds, or a string like 45s, 10m, 2h, 1d, 1h30m",
+    }
+)
+Duration = Annotated[
+    int, BeforeValidator(parse_duration), AfterValidator(_positive), _DURATION_SCHEMA
+]
+"""A positive number of seconds, written as ``45`` or ``"45s"``, ``"10m"``, ``"2h"``, ``"1d"``."""
+Ttl = Annotated[
+    int, BeforeValidator(parse_duration), AfterValidator(_not_negative), _DURATION_SCHEMA
+]
+"""Like :data:`Duration`, but 0 is allowed (keep nothing)."""
+
+
+def redact_url(url: str) -> str:
+    """The URL with its passwords (``:pw@``, ``?password=``) replaced by ``***``.
+
+    Safe to print, log or put in an error message.
+    """
+    try:
+        parts = urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:
+        return "<unparsable url>"
+    netloc, query = parts.netloc, parts.query
+    if has_password:
+        netloc = f"{parts.netloc.partition(':')[0]}:***@{parts.netloc.rpartition('@')[2]}"
+    if "password=" in query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [(k, "***" if k.endswith("password") else v) for k, v in pairs], safe="*"
+        )
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    # Not urlunsplit: it turns "unix:///run/redis.sock" into "unix:/run/redis.sock".
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
+class SecretUrl(str):
+    """A Redis URL whose ``repr`` and ``str`` never show the password.
+
+    ``.reveal()`` is the only way to the real value, so it cannot reach a log line
+    or an error message by accident.
+    """
+
+    __slots__ = ("_secret",)
+    _secret: str
+
+    def __new__(cls, value: str) -> SecretUrl:
+        shown = super().__new__(cls, redact_url(value))
+        shown._secret = value
+        return shown
+
+    def reveal(self) -> str:
+        """The URL with its password, for connecting only."""
+        return self._secret
+
+    def __repr__(self) -> str:
+        return f"SecretUrl({str(self)!r})"
+
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+
+
+def _check_redis_url(value: Any) -> SecretUrl:
+    if isinstance(value, SecretUrl):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a string like redis://localhost:6379/0")
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in _REDIS_SCHEMES:
+        raise ValueError(
+            f"{redact_url(value)!r} is not a Redis URL; use redis://, rediss://, unix:// "
+            "or redis+sentinel://"
+        )
+    return SecretUrl(value)
+
+
+RedisUrl = Annotated[
+    SecretUrl,
+    PlainValidator(_check_redis_url),
+    PlainSerializer(str),
+    WithJsonSchema({"type": "string", "pattern": r"^(redis|rediss|unix|redis\+sentinel)://"}),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class RedisConfig(_Model):
+    """Where the queues live."""
+
+    url: RedisUrl = Field(default="redis://localhost:6379/0", validate_default=True)
+
+
+class AppConfig(_Model):
+    """The Flask app the worker builds once per process."""
+
+    factory: Annotated[str, Field(pattern=_FUNC)]
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    server_name: str | None = None
+
+
+Context = Literal["none", "app", "request"]
+
+
+class RetryConfig(_Model):
+    """How often and after which waits a failed job is tried again."""
+
+    max: Annotated[int, Field(ge=0, le=1000)] = 0
+    intervals: list[Ttl] = Field(default_factory=list)
+
+
+class Settings(_Model):
+    """Queue settings a queue or a job may override; unset fields inherit."""
+
+    timeout: Duration | None = None
+    result_ttl: Ttl | None = None
+    failure_ttl: Ttl | None = None
+    retry: RetryConfig | None = None
+    context: Context | None = None
+
+
+class Defaults(Settings):
+    """Settings every job starts from."""
+
+    queue: Annotated[str, Field(pattern=_NAME)] = "default"
+
+
+class QueueConfig(Settings):
+    """A queue; its settings override the defaults for the jobs on it."""
+
+
+class JobConfig(Settings):
+    """One declared job."""
+
+    func: Annotated[str, Field(pattern=_FUNC)]
+    queue: Annotated[str, Field(pattern=_NAME)] | None = None
+    description: str | None = None
+
+
+class ScheduleConfig(_Model):
+    """A recurring (or one-off) run of a declared job."""
+
+    job: str
+    cron: str | None = None
+    every: Duration | None = None
+    at: datetime | None = None
+    timezone: str = "UTC"
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+    overlap: Literal["skip", "allow"] = "skip"
+    misfire: Literal["once", "skip"] = "once"
+    grace: Duration | None = None
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ScheduleConfig:
+        forms = [name for name in ("cron", "every", "at") if getattr(self, name) is not None]
+        if len(forms) != 1:
+            found = ", ".join(forms) if forms else "none"
+            raise ValueError(
+                f"a schedule needs exactly one of cron, every, at (found {found}); keep one of them"
+            )
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The schedule's timezone (validated at load time)."""
+        return ZoneInfo(self.timezone)
+
+
+Serializer = Literal["json", "pickle"]
+
+
+class TaskkitConfig(_Model):
+    """The whole of a jobs.yaml, version 1."""
+
+    version: Literal[1]
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    app: AppConfig | None = None
+    pythonpath: list[str] = Field(default_factory=list)
+    serializer: Serializer = "json"
+    defaults: Defaults = Field(default_factory=Defaults)
+    queues: dict[Annotated[str, Field(pattern=_NAME)], QueueConfig] = Field(default_factory=dict)
+    jobs: dict[Annotated[str, Field(pattern=_NAME)], JobConfig] = Field(default_factory=dict)
+    schedules: dict[Annotated[str, Field(pattern=_NAME)], ScheduleConfig] = Field(
+        default_factory=dict
+    )
+
+    @property
+    def queue_names(self) -> list[str]:
+        """Queues in priority order: declared ones first, then any only jobs name."""
+        names = list(self.queues)
+        for job in self.effective_jobs().values():
+            if job.queue not in names:
+                names.append(job.queue)
+        return names
+
+    def effective_jobs(self) -> dict[str, EffectiveJob]:
+        """Every job with its settings resolved: defaults, then queue, then job."""
+        return {name: self._effective(name, job) for name, job in self.jobs.items()}
+
+    def _effective(self, name: str, job: JobConfig) -> EffectiveJob:
+        queue_name = job.queue or self.defaults.queue
+        layers: list[Settings] = [self.defaults]
+        if queue_name in self.queues:
+            layers.append(self.queues[queue_name])
+        layers.append(job)
+
+        def pick(field: str, fallback: Any) -> Any:
+            value = fallback
+            for layer in layers:
+                if getattr(layer, field) is not None:
+                    value = getattr(layer, field)
+            return value
+
+        default_context = "app" if self.app is not None else "none"
+        return EffectiveJob(
+            name=name,
+            func=job.func,
+            queue=queue_name,
+            context=pick("context", default_context),
+            timeout=pick("timeout", 180),
+            result_ttl=pick("result_ttl", 86400),
+            failure_ttl=pick("failure_ttl", 7 * 86400),
+            retry=pick("retry", RetryConfig()),
+            description=job.description,
+        )
+
+
+class EffectiveJob(_Model):
+    """A job's settings after inheritance; what enqueue and the worker use."""
+
+    name: str
+    func: str
+    queue: str
+    context: Context
+    timeout: int
+    result_ttl: int
+    failure_ttl: int
+    retry: RetryConfig
+    description: str | None = None
+
+    @property
+    def rq_func_name(self) -> str:
+        """The dotted path RQ stores for this job: ``pkg.mod.func``."""
+        module, _, attr = self.func.partition(":")
+        return f"{module}.{attr}"
+
+
+def check_references(
+    config: TaskkitConfig, also_declared: Mapping[str, set[str]] | None = None
+) -> list[Problem]:
+    """Cross-field rules pydantic cannot see one model at a time. No IO.
+
+    ``also_declared`` names entries (by section) that exist but were set aside because
+    they are invalid, so that references to them are not reported a second time.
+    """
+    extra = also_declared or {}
+    return list(_reference_problems(config, extra.get("queues", set()), extra.get("jobs", set())))
+
+
+def _reference_problems(
+    config: TaskkitConfig, other_queues: set[str], other_jobs: set[str]
+) -> Iterator[Problem]:
+    queues = set(config.queues) | other_queues
+    if queues and config.defaults.queue not in queues:
+        yield Problem(
+            ("defaults", "queue"),
+            f"queue {config.defaults.queue!r} is not declared in queues",
+            _suggest(config.defaults.queue, queues, "add it under queues:"),
+        )
+    for name, job in config.jobs.items():
+        if queues and job.queue is not None and job.queue not in queues:
+            yield Problem(
+                ("jobs", name, "queue"),
+                f"queue {job.queue!r} is not declared in queues",
+                _suggest(job.queue, queues, "add it under queues:"),
+            )
+    yield from _context_problems(config)
+    for name, schedule in config.schedules.items():
+        yield from _schedule_problems(config, name, schedule, other_jobs)
+
+
+def _context_problems(config: TaskkitConfig) -> Iterator[Problem]:
+    if config.app is not None:
+        return
+    hint = "add an app: section with a factory, or set context: none"
+    if config.defaults.context in ("app", "request"):
+        yield Problem(
+            ("defaults", "context"), f"context {config.defaults.context} needs an app", hint
+        )
+    for section in ("queues", "jobs"):
+        entries: dict[str, Settings] = getattr(config, section)
+        for name, entry in entries.items():
+            if entry.context in ("app", "request"):
+                yield Problem(
+                    (section, name, "context"), f"context {entry.context} needs an app", hint
+                )
+
+
+def _schedule_problems(
+    config: TaskkitConfig, name: str, schedule: ScheduleConfig, other_jobs: set[str]
+) -> Iterator[Problem]:
+    if schedule.job not in config.jobs and schedule.job not in other_jobs:
+        yield Problem(
+            ("schedules", name, "job"),
+            f"job {schedule.job!r} is not declared in jobs",
+            _suggest(schedule.job, config.jobs, "declare it under jobs:"),
+        )
+    try:
+        ZoneInfo(schedule.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        yield Problem(
+            ("schedules", name, "timezone"),
+            f"unknown timezone {schedule.timezone!r}",
+            "use an IANA name such as UTC, Europe/Berlin or America/New_York",
+        )
+    if schedule.cron is not None and not _cron_ok(schedule.cron):
+        yield Problem(
+            ("schedules", name, "cron"),
+            f"{schedule.cron!r} is not a valid cron expression",
+            "use 5 fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * *'",
+        )
+    if schedule.grace is not None and schedule.misfire == "skip":
+        yield Problem(
+            ("schedules", name, "grace"),
+            "grace has no effect with misfire: skip",
+            "remove grace, or use misfire: once",
+        )
+
+
+def _cron_ok(expression: str) -> bool:
+    if len(expression.split()) != 5:
+        return False
+    try:
+        croniter(expression)
+    except (ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def _suggest(value: str, choices: Any, otherwise: str) -> str:
+    close = did_you_mean(value, list(choices))
+    return f"did you mean {close!r}?" if close else otherwise
+
+
+def did_you_mean(value: str, choices: list[str]) -> str | None:
+    """The closest of ``choices`` to a misspelt ``value``, if one is close enough."""
+    import difflib
+
+    matches = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def next_fire_times(schedule: ScheduleConfig, after: datetime, count: int = 1) -> list[datetime]:
+    """The next ``count`` nominal run times strictly after ``after`` (aware datetimes, UTC).
+
+    ``every`` schedules tick on a fixed grid anchored at the Unix epoch in the schedule's
+    timezone-independent UTC time, so the grid never drifts.
+    """
+    from datetime import UTC
+
+    after = after.astimezone(UTC)
+    if schedule.at is not None:
+        at = schedule.at if schedule.at.tzinfo else schedule.at.replace(tzinfo=schedule.tz)
+        at = at.astimezone(UTC)
+        return [at] if at > after else []
+    if schedule.every is not None:
+        period = schedule.every
+        first = (int(after.timestamp()) // period + 1) * period
+        return [datetime.fromtimestamp(first + i * period, UTC) for i in range(count)]
+    assert schedule.cron is not None
+    local = after.astimezone(schedule.tz)
+    itr = croniter(schedule.cron, local)
+    return [itr.get_next(datetime).astimezone(UTC) for _ in range(count)]
+
+
+__all__ = [
+    "AppConfig",
+    "Defaults",
+    "Duration",
+    "EffectiveJob",
+    "JobConfig",
+    "QueueConfig",
+    "RedisConfig",
+    "RetryConfig",
+    "ScheduleConfig",
+    "SecretUrl",
+    "TaskkitConfig",
+    "Ttl",
+    "check_references",
+    "did_you_mean",
+    "format_duration",
+    "next_fire_times",
+    "parse_duration",
+    "redact_url",
+]

@@ -1,0 +1,166 @@
+"""Context policies (``none``, ``app``, ``request``) and the one Flask app of a process.
+
+This is the piece that replaces the per-job "create an app if there is no context, push
+it, pop it" boilerplate: the app is built once per process, and each job gets a fresh
+context of it, so teardown handlers run after every job, success or failure.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, current_app, has_app_context, has_request_context
+
+from taskkit.config import AppConfig, Context
+from taskkit.errors import AppFactoryError
+
+
+def build_app(config: AppConfig) -> Flask:
+    """Import and call the factory named in jobs.yaml (or take the app it names)."""
+    module_name, _, attr = config.factory.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:
+        raise AppFactoryError(
+            f"app.factory {config.factory!r}: importing {module_name!r} failed "
+            f"({type(error).__name__}: {error}); fix the module or the path in jobs.yaml"
+        ) from error
+    target: Any = module
+    for part in attr.split("."):
+        target = getattr(target, part, None)
+    if isinstance(target, Flask):
+        return target
+    if not callable(target):
+        raise AppFactoryError(
+            f"app.factory {config.factory!r}: {module_name} has no callable {attr!r}; "
+            "name a factory function or a Flask app object"
+        )
+    try:
+        app = target(**config.kwargs)
+    except Exception as error:
+        raise AppFactoryError(
+            f"app.factory {config.factory!r} raised {type(error).__name__}: {error}; "
+            "fix the factory or app.kwargs"
+        ) from error
+    if not isinstance(app, Flask):
+        raise AppFactoryError(
+            f"app.factory {config.factory!r} returned {type(app).__name__}, not a Flask app; "
+            "return the app from the factory"
+        )
+    return app
+
+
+class ProcessApp:
+    """The Flask app of this process: built on first use, at most once.
+
+    The worker builds it before forking, so work horses inherit it and the factory runs
+    once per worker process, never per job.
+    """
+
+    def __init__(self, config: AppConfig | None) -> None:
+        self.config = config
+        self._app: Flask | None = None
+        self._lock = threading.Lock()
+        self.builds = 0
+
+    @property
+    def configured(self) -> bool:
+        """Whether jobs.yaml names an app at all."""
+        return self.config is not None
+
+    def get(self) -> Flask:
+        """The app, building it on first use."""
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    self._app = self._build()
+        return self._app
+
+    def adopt(self, app: Flask) -> None:
+        """Use an app built elsewhere (the Flask extension's) instead of building one."""
+        self._app = app
+
+    def _build(self) -> Flask:
+        if self.config is None:
+            raise AppFactoryError(
+                "a job needs a Flask app context but jobs.yaml has no app: section; "
+                "add app.factory, or set the job's context: none"
+            )
+        self.builds += 1
+        return build_app(self.config)
+
+
+def run(
+    policy: Context,
+    func: Callable[..., Any],
+    args: list[Any] | tuple[Any, ...],
+    kwargs: dict[str, Any],
+    process_app: ProcessApp,
+) -> Any:
+    """Call ``func`` under ``policy``.
+
+    An active context (eager mode, a test) is reused; otherwise a fresh one of the
+    process's app is pushed for this call and popped after it.
+    """
+    if policy == "none":
+        return func(*args, **kwargs)
+    if policy == "app":
+        if has_app_context():
+            return func(*args, **kwargs)
+        with process_app.get().app_context():
+            return func(*args, **kwargs)
+    if has_request_context():
+        return func(*args, **kwargs)
+    app: Flask = current_app._get_current_object() if has_app_context() else process_app.get()  # type: ignore[attr-defined]
+    with _request_context(app, process_app):
+        return func(*args, **kwargs)
+
+
+def _request_context(app: Flask, process_app: ProcessApp) -> Any:
+    server_name = (
+        (process_app.config.server_name if process_app.config else None)
+        or app.config.get("SERVER_NAME")
+        or "localhost"
+    )
+    scheme = app.config.get("PREFERRED_URL_SCHEME", "http")
+    root = app.config.get("APPLICATION_ROOT", "/")
+    return app.test_request_context(root, base_url=f"{scheme}://{server_name}{root}")
+
+
+def install_fork_hygiene(app: Flask) -> None:
+    """Make every child forked from now on start with empty database pools.
+
+    The parent's pooled connections are closed now, and a forked child drops what it
+    inherited without closing the parent's sockets (SQLAlchemy's advice for forks:
+    ``engine.dispose(close=False)``), so no connection is ever used by two processes.
+    """
+    engines = _sqlalchemy_engines(app)
+    for engine in engines:
+        engine.dispose()
+    if engines:
+        os.register_at_fork(after_in_child=lambda: _forget(engines))
+
+
+def _sqlalchemy_engines(app: Flask) -> list[Any]:
+    extension = app.extensions.get("sqlalchemy")
+    if extension is None:
+        return []
+    # Flask-SQLAlchemy 3 keeps engines per app; reading them directly avoids pushing an
+    # app context (which would run the app's teardown handlers for no job).
+    per_app = getattr(extension, "_app_engines", None)
+    if per_app is not None and app in per_app:
+        return list(per_app[app].values())
+    with app.app_context():
+        return list(extension.engines.values())
+
+
+def _forget(engines: list[Any]) -> None:
+    for engine in engines:
+        engine.dispose(close=False)
+
+
+__all__ = ["ProcessApp", "build_app", "install_fork_hygiene", "run"]

@@ -1,0 +1,69 @@
+"""Every error taskkit raises on purpose derives from :class:`TaskkitError`.
+
+Each message says what is wrong, where, and how to fix it, so the command line can
+print ``str(error)`` as it is and exit non-zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class TaskkitError(Exception):
+    """Base class of every error taskkit raises on purpose."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One mistake found in a jobs.yaml, with where it is and how to fix it."""
+
+    path: tuple[str | int, ...]
+    message: str
+    hint: str = ""
+    file: str = ""
+    line: int = 0
+    column: int = 0
+
+    @property
+    def key_path(self) -> str:
+        """The dotted key path, e.g. ``jobs.send_receipt.retry.max``."""
+        return ".".join(str(part) for part in self.path) or "<document>"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}: " if self.file else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{where}{self.key_path}: {self.message}{hint}"
+
+
+class ConfigError(TaskkitError):
+    """jobs.yaml is missing, unreadable or invalid; holds every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(problem) for problem in problems))
+
+
+class UnknownJobError(TaskkitError):
+    """A job name that jobs.yaml does not declare."""
+
+
+class JobArgumentsError(TaskkitError):
+    """Arguments that do not bind to the job's callable or do not serialize."""
+
+
+class UndeclaredJobError(TaskkitError):
+    """A job found in Redis that names nothing declared in jobs.yaml."""
+
+
+class RedisUnavailableError(TaskkitError):
+    """Redis cannot be reached; the message never carries the password."""
+
+
+class AppFactoryError(TaskkitError):
+    """The Flask app factory named in jobs.yaml failed or returned no Flask app."""
+
+
+class ScheduleError(TaskkitError):
+    """A schedule operation that cannot be carried out."""

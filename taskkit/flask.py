@@ -1,0 +1,111 @@
+"""The Flask extension: ``TaskKit(app)``, ``tk.enqueue(...)`` and ``flask taskkit ...``.
+
+The extension loads jobs.yaml through the same per-process cache as the worker, so when
+a worker builds its app from a factory that calls ``TaskKit(app)``, nothing is loaded,
+imported or connected a second time.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Flask, current_app, has_app_context
+from rq.job import Job
+
+from taskkit.registry import Registry, load
+
+
+class TaskKit:
+    """Flask extension for taskkit.
+
+    The config path comes from ``config=``, else ``app.config["TASKKIT_CONFIG"]``, else
+    ``$TASKKIT_CONFIG``, else ``./jobs.yaml``. Eager mode (jobs run at once, in the
+    caller's context, no Redis) comes from ``eager=``, else ``app.config["TASKKIT_EAGER"]``,
+    else ``$TASKKIT_EAGER``.
+    """
+
+    def __init__(
+        self, app: Flask | None = None, *, config: str | None = None, eager: bool | None = None
+    ) -> None:
+        self._config = config
+        self._eager = eager
+        self._app: Flask | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Load jobs.yaml for ``app``, register ``app.extensions["taskkit"]`` and the CLI."""
+        path = (
+            self._config
+            or app.config.get("TASKKIT_CONFIG")
+            or os.environ.get("TASKKIT_CONFIG")
+            or "jobs.yaml"
+        )
+        registry = load(path)
+        if self._eager is not None:
+            eager = self._eager
+        elif "TASKKIT_EAGER" in app.config:
+            eager = _truthy(app.config["TASKKIT_EAGER"])
+        else:
+            eager = registry.eager
+        app.extensions["taskkit"] = _State(registry, eager, app)
+        self._app = app
+        from taskkit.cli import flask_group
+
+        if "taskkit" not in app.cli.commands:
+            app.cli.add_command(flask_group())
+
+    def _state(self) -> _State:
+        app = current_app._get_current_object() if has_app_context() else self._app  # type: ignore[attr-defined]
+        if app is None or "taskkit" not in app.extensions:
+            raise RuntimeError(
+                "TaskKit is not initialised for this app; call TaskKit(app) or tk.init_app(app)"
+            )
+        state: _State = app.extensions["taskkit"]
+        return state
+
+    @property
+    def registry(self) -> Registry:
+        """The registry of the current app."""
+        return self._state().registry
+
+    def enqueue(self, name: str, /, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue job ``name`` (or, in eager mode, run it now in this app's context)."""
+        return self._state().enqueue(name, *args, **kwargs)
+
+    def enqueue_in(self, delay: timedelta, name: str, /, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue job ``name`` to run after ``delay``."""
+        return self._state().registry.enqueue_in(delay, name, *args, **kwargs)
+
+    def enqueue_at(self, when: datetime, name: str, /, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue job ``name`` to run at ``when``."""
+        return self._state().registry.enqueue_at(when, name, *args, **kwargs)
+
+
+class _State:
+    """What ``app.extensions["taskkit"]`` holds: the registry and the app's eager flag."""
+
+    def __init__(self, registry: Registry, eager: bool, app: Flask) -> None:
+        self.registry = registry
+        self.eager = eager
+        self.app = app
+
+    def enqueue(self, name: str, /, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue, or run at once in this app's context when eager."""
+        if not self.eager:
+            return self.registry.enqueue(name, *args, **kwargs)
+        if has_app_context():
+            return self.registry.run_now(name, *args, **kwargs)
+        with self.app.app_context():
+            return self.registry.run_now(name, *args, **kwargs)
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+__all__ = ["TaskKit"]

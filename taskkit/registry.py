@@ -1,0 +1,425 @@
+"""The declared jobs, resolved to callables, and the enqueue API.
+
+``load()`` reads jobs.yaml, imports every ``func``, checks schedule arguments against
+the callables' signatures, and returns a :class:`Registry`. Enqueueing checks the
+arguments in the caller's process, so a mistake fails where it is made, not later in
+a worker.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+from rq import Queue, Retry
+from rq.job import Job
+from rq.serializers import JSONSerializer, PickleSerializer
+
+from taskkit import connection
+from taskkit.config import EffectiveJob, TaskkitConfig, did_you_mean
+from taskkit.context import ProcessApp
+from taskkit.context import run as run_in_context
+from taskkit.errors import ConfigError, JobArgumentsError, Problem, UnknownJobError
+from taskkit.loader import LoadedConfig, Positions, load_config
+
+META_KEY = "taskkit_job"
+"""The job meta field that names the declared job, so shared callables stay apart."""
+
+
+def default_config_path() -> Path:
+    """``$TASKKIT_CONFIG`` if set, else ``./jobs.yaml``."""
+    return Path(os.environ.get("TASKKIT_CONFIG") or "jobs.yaml")
+
+
+@dataclass(frozen=True)
+class DeclaredJob:
+    """A job from jobs.yaml with its callable resolved and its signature known."""
+
+    settings: EffectiveJob
+    func: Callable[..., Any]
+    signature: inspect.Signature | None
+
+    @property
+    def name(self) -> str:
+        """The job's name in jobs.yaml."""
+        return self.settings.name
+
+    def bind(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise :class:`JobArgumentsError` unless the arguments fit the callable."""
+        if self.signature is None:
+            return
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise JobArgumentsError(
+                f"job {self.name!r}: {error} "
+                f"(the callable is {self.settings.func}{self.signature}); "
+                "pass the arguments it takes"
+            ) from None
+
+    @property
+    def retry(self) -> Retry | None:
+        """The declared retry policy as RQ's :class:`rq.Retry`."""
+        policy = self.settings.retry
+        if policy.max <= 0:
+            return None
+        return Retry(max=policy.max, interval=list(policy.intervals) or 0)
+
+
+class Registry:
+    """Every declared job and queue of one jobs.yaml, and the way to enqueue them."""
+
+    def __init__(self, loaded: LoadedConfig, jobs: dict[str, DeclaredJob]) -> None:
+        self.loaded = loaded
+        self.jobs = jobs
+        self.process_app = ProcessApp(loaded.config.app)
+        self.eager = _env_flag("TASKKIT_EAGER")
+        self._connection: redis.Redis | None = None
+        self._queues: dict[str, Queue] = {}
+        self._by_func: dict[str, list[DeclaredJob]] = {}
+        for job in jobs.values():
+            self._by_func.setdefault(job.settings.rq_func_name, []).append(job)
+
+    @property
+    def config(self) -> TaskkitConfig:
+        """The validated jobs.yaml."""
+        return self.loaded.config
+
+    @property
+    def path(self) -> Path:
+        """The jobs.yaml this registry was loaded from."""
+        return self.loaded.path
+
+    @property
+    def serializer(self) -> type[JSONSerializer] | type[PickleSerializer]:
+        """JSON unless jobs.yaml opts in to pickle."""
+        return PickleSerializer if self.config.serializer == "pickle" else JSONSerializer
+
+    @property
+    def connection(self) -> redis.Redis:
+        """The Redis client (created on first use; nothing is sent until needed)."""
+        if self._connection is None:
+            self._connection = connection.connect(self.config.redis.url)
+        return self._connection
+
+    @connection.setter
+    def connection(self, value: redis.Redis) -> None:
+        self._connection = value
+        self._queues.clear()
+
+    def queue(self, name: str) -> Queue:
+        """The RQ queue called ``name`` (plain RQ, with this registry's serializer)."""
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = Queue(name, connection=self.connection, serializer=self.serializer)
+            self._queues[name] = queue
+        return queue
+
+    @property
+    def queue_names(self) -> list[str]:
+        """Queue names in priority order."""
+        return self.config.queue_names
+
+    def job(self, name: str) -> DeclaredJob:
+        """The declared job called ``name``; :class:`UnknownJobError` if there is none."""
+        try:
+            return self.jobs[name]
+        except KeyError:
+            close = did_you_mean(name, list(self.jobs))
+            fix = f"did you mean {close!r}?" if close else f"declare it under jobs: in {self.path}"
+            raise UnknownJobError(f"no job named {name!r} in {self.path}; {fix}") from None
+
+    def declared_for(self, func_name: str | None, meta_name: Any) -> DeclaredJob | None:
+        """The declared job a job found in Redis stands for, or None if it names nothing."""
+        if isinstance(meta_name, str):
+            job = self.jobs.get(meta_name)
+            return job if job is not None and job.settings.rq_func_name == func_name else None
+        candidates = self._by_func.get(func_name or "", [])
+        return candidates[0] if len(candidates) == 1 else None
+
+    # -- enqueue ---------------------------------------------------------------------
+
+    def enqueue(self, name: str, /, *args: Any, **kwargs: Any) -> Job:
+        """Put job ``name`` on its queue; returns the plain :class:`rq.job.Job`.
+
+        In eager mode (``TASKKIT_EAGER=1``) the job runs at once instead; see :meth:`run_now`.
+        """
+        return self._submit(name, args, kwargs, at=None)
+
+    def run_now(self, name: str, /, *args: Any, **kwargs: Any) -> Job:
+        """Run job ``name`` in this process, as eager mode does, and return the finished job.
+
+        The arguments are checked and sent through a JSON round trip as for a real
+        enqueue; the job runs in the caller's active app context if there is one.
+        The job's exception, if any, propagates.
+        """
+        declared, args, kwargs = self._prepare(name, args, kwargs)
+        return self._run_eagerly(declared, args, kwargs)
+
+    def enqueue_in(self, delay: timedelta, name: str, /, *args: Any, **kwargs: Any) -> Job:
+        """Run job ``name`` after ``delay`` (any ``taskkit run-worker`` moves it on time)."""
+        return self._submit(name, args, kwargs, at=datetime.now(UTC) + delay)
+
+    def enqueue_at(self, when: datetime, name: str, /, *args: Any, **kwargs: Any) -> Job:
+        """Run job ``name`` at ``when`` (naive datetimes are taken as UTC)."""
+        return self._submit(
+            name, args, kwargs, at=when if when.tzinfo else when.replace(tzinfo=UTC)
+        )
+
+    def enqueue_many(
+        self, calls: Iterable[tuple[str, Iterable[Any], Mapping[str, Any]]]
+    ) -> list[Job]:
+        """Enqueue many ``(name, args, kwargs)`` calls in one Redis pipeline."""
+        prepared = [self._prepare(name, tuple(args), dict(kwargs)) for name, args, kwargs in calls]
+        if self.eager:
+            return [self._run_eagerly(declared, a, k) for declared, a, k in prepared]
+
+        def send() -> list[Job]:
+            with self.connection.pipeline() as pipe:
+                jobs = [
+                    self.queue(declared.settings.queue).enqueue_job(
+                        self._create(declared, a, k), pipeline=pipe
+                    )
+                    for declared, a, k in prepared
+                ]
+                pipe.execute()
+            return jobs
+
+        return connection.call(self.config.redis.url, "enqueue jobs", send)
+
+    def _submit(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], at: datetime | None
+    ) -> Job:
+        declared, args, kwargs = self._prepare(name, args, kwargs)
+        if self.eager and at is None:
+            return self._run_eagerly(declared, args, kwargs)
+        queue = self.queue(declared.settings.queue)
+        job = self._create(declared, args, kwargs)
+        if at is None:
+            return connection.call(
+                self.config.redis.url, f"enqueue {name!r}", lambda: queue.enqueue_job(job)
+            )
+        return connection.call(
+            self.config.redis.url, f"schedule {name!r}", lambda: queue.schedule_job(job, at)
+        )
+
+    def _prepare(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[DeclaredJob, tuple[Any, ...], dict[str, Any]]:
+        declared = self.job(name)
+        declared.bind(args, kwargs)
+        if self.config.serializer == "json":
+            _check_json(declared, args, kwargs)
+        return declared, args, kwargs
+
+    def _create(self, declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
+        settings = declared.settings
+        return self.queue(settings.queue).create_job(
+            settings.rq_func_name,
+            args=args,
+            kwargs=kwargs,
+            timeout=settings.timeout,
+            result_ttl=settings.result_ttl,
+            failure_ttl=settings.failure_ttl,
+            description=settings.description,
+            retry=declared.retry,
+            meta={META_KEY: settings.name},
+        )
+
+    def _run_eagerly(
+        self, declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Job:
+        from taskkit.eager import run_eagerly
+
+        return run_eagerly(self, declared, args, kwargs)
+
+    def call(self, declared: DeclaredJob, args: Any, kwargs: dict[str, Any]) -> Any:
+        """Run a declared job's callable under its context policy, in this process."""
+        return run_in_context(
+            declared.settings.context, declared.func, args, kwargs, self.process_app
+        )
+
+
+def _check_json(declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    try:
+        json.dumps([args, kwargs])
+    except (TypeError, ValueError):
+        pass
+    else:
+        return
+    labelled = [(f"argument {i + 1}", value) for i, value in enumerate(args)]
+    labelled += [(f"argument {key!r}", value) for key, value in kwargs.items()]
+    for label, value in labelled:
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise JobArgumentsError(
+                f"job {declared.name!r}: {label} ({type(value).__name__}) cannot be sent as JSON; "
+                "pass plain data (ids, strings, numbers, lists, dicts), "
+                "or set serializer: pickle in jobs.yaml"
+            ) from None
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+# -- loading -----------------------------------------------------------------------------
+
+_cache: dict[tuple[str, int], Registry] = {}
+_cache_lock = threading.Lock()
+
+
+def load(path: str | os.PathLike[str] | None = None, *, cached: bool = True) -> Registry:
+    """Load and validate a jobs.yaml (default ``$TASKKIT_CONFIG``, else ``./jobs.yaml``).
+
+    Every ``func`` is imported and checked; every problem is reported at once as a
+    :class:`ConfigError`. With ``cached`` (the default), loading the same unchanged file
+    again in this process returns the same registry, so an app factory that loads
+    jobs.yaml inside a worker that already did costs nothing.
+    """
+    file = Path(path) if path is not None else default_config_path()
+    if not cached:
+        return _load(file)
+    try:
+        stat = file.resolve().stat()
+        key = (str(file.resolve()), stat.st_mtime_ns)
+    except OSError:
+        return _load(file)
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = _load(file)
+        return _cache[key]
+
+
+def _load(file: Path) -> Registry:
+    loaded = load_config(file)
+    _extend_sys_path(loaded)
+    jobs, problems = _resolve_jobs(loaded)
+    problems += _check_schedule_arguments(loaded, jobs)
+    if problems:
+        raise ConfigError(sorted(problems, key=lambda p: (p.line, p.column)))
+    return Registry(loaded, jobs)
+
+
+def _extend_sys_path(loaded: LoadedConfig) -> None:
+    base = loaded.path.resolve().parent
+    for entry in reversed(loaded.config.pythonpath):
+        folder = str((base / entry).resolve())
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+
+
+def _resolve_jobs(loaded: LoadedConfig) -> tuple[dict[str, DeclaredJob], list[Problem]]:
+    jobs: dict[str, DeclaredJob] = {}
+    problems: list[Problem] = []
+    for name, settings in loaded.config.effective_jobs().items():
+        path = ("jobs", name, "func")
+        try:
+            func = import_callable(settings.func)
+        except _ImportFailedError as problem:
+            problems.append(loaded.positions.problem(path, problem.message, problem.hint))
+            continue
+        jobs[name] = DeclaredJob(settings, func, _signature(func))
+    return jobs, problems
+
+
+def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(func)
+    except (TypeError, ValueError):  # some builtins and C callables have none
+        return None
+
+
+class _ImportFailedError(Exception):
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def import_callable(reference: str) -> Callable[..., Any]:
+    """Import ``"package.module:attr"``; tells a missing module from one that failed."""
+    module_name, _, attr = reference.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if (
+            error.name is not None
+            and module_name.startswith(error.name)
+            and (module_name == error.name or module_name.startswith(error.name + "."))
+        ):
+            raise _ImportFailedError(
+                f"module {module_name!r} not found",
+                "check the spelling, install the package, or add its folder to pythonpath:",
+            ) from None
+        # Reraise as "raised while importing" when the missing module is one it imports.
+        raise _ImportFailedError(
+            f"importing {module_name!r} raised ModuleNotFoundError: {error}",
+            "the module exists but one of its own imports failed; fix that import",
+        ) from None
+    except Exception as error:
+        raise _ImportFailedError(
+            f"importing {module_name!r} raised {type(error).__name__}: {error}",
+            "the module exists but fails when imported; fix the error in it",
+        ) from None
+    target: Any = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            names = [n for n in dir(module) if not n.startswith("_")]
+            close = did_you_mean(part, names)
+            raise _ImportFailedError(
+                f"module {module_name!r} has no attribute {attr!r}",
+                f"did you mean {module_name}:{close}?" if close else "check the function's name",
+            )
+        target = getattr(target, part)
+    if not callable(target):
+        raise _ImportFailedError(
+            f"{reference} is a {type(target).__name__}, not a callable",
+            "point func at a function",
+        )
+    return target  # type: ignore[no-any-return]
+
+
+def _check_schedule_arguments(loaded: LoadedConfig, jobs: dict[str, DeclaredJob]) -> list[Problem]:
+    problems = []
+    for name, schedule in loaded.config.schedules.items():
+        declared = jobs.get(schedule.job)
+        if declared is None or declared.signature is None:
+            continue
+        try:
+            declared.signature.bind(*schedule.args, **schedule.kwargs)
+        except TypeError as error:
+            where = "kwargs" if schedule.kwargs else "args" if schedule.args else "job"
+            problems.append(_schedule_problem(loaded.positions, name, where, str(error), declared))
+    return problems
+
+
+def _schedule_problem(
+    positions: Positions, name: str, where: str, error: str, declared: DeclaredJob
+) -> Problem:
+    return positions.problem(
+        ("schedules", name, where),
+        f"the arguments do not fit {declared.settings.func}{declared.signature}: {error}",
+        "make args/kwargs match the function's parameters",
+    )
+
+
+__all__ = [
+    "META_KEY",
+    "DeclaredJob",
+    "Registry",
+    "default_config_path",
+    "import_callable",
+    "load",
+]
