@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 
 import click
 
-from taskkit.config import format_duration, next_fire_times, parse_duration
+from taskkit.config import format_duration, parse_duration
 from taskkit.errors import ConfigError, TaskkitError
 from taskkit.registry import Registry, default_config_path, load
+from taskkit.timing import next_fire_times
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -232,7 +233,7 @@ def run_worker(  # noqa: PLR0917 - click passes options positionally
     names = _queue_list(registry, queues)
     setup_logging(log_level)
     if with_scheduler:
-        _start_scheduler_thread(registry)
+        _start_scheduler(registry, burst)
     run(
         registry,
         queues=names,
@@ -244,12 +245,16 @@ def run_worker(  # noqa: PLR0917 - click passes options positionally
     )
 
 
-def _start_scheduler_thread(registry: Registry) -> None:
-    try:
-        from taskkit.schedules import start_in_background  # type: ignore[import-not-found]
-    except ImportError:  # pragma: no cover - schedules land in their own change
-        raise click.UsageError("--with-scheduler is not available in this build") from None
-    start_in_background(registry)
+def _start_scheduler(registry: Registry, burst: bool) -> None:
+    from taskkit import schedules
+
+    for change in schedules.sync(registry):
+        if change.action != "unchanged":
+            logging.getLogger("taskkit.scheduler").info("sync: %s", change)
+    if burst:
+        schedules.Scheduler(registry).tick()  # fire what is due now, then work it off
+    else:
+        schedules.start_in_background(registry)
 
 
 def _queue_list(registry: Registry, queues: str | None) -> list[str]:
@@ -273,6 +278,84 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+@cli.command("run-scheduler")
+@config_option
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Seconds between passes.",
+)
+@click.option("--burst", is_flag=True, help="Sync, fire what is due now, and exit.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+)
+def run_scheduler(config_path: Path | None, interval: float, burst: bool, log_level: str) -> None:
+    """Sync schedules, then enqueue each tick once (any number may run)."""
+    from taskkit.schedules import run_scheduler as run
+
+    registry = _registry(config_path)
+    setup_logging(log_level)
+    run(registry, interval=interval, burst=burst)
+
+
+@cli.group()
+def schedules() -> None:
+    """Recurring schedules: sync them to Redis, list them."""
+
+
+@schedules.command("sync")
+@config_option
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+def schedules_sync(config_path: Path | None, dry_run: bool) -> None:
+    """Make Redis match the schedules in jobs.yaml (create, update, remove)."""
+    from taskkit.schedules import sync
+
+    changes = sync(_registry(config_path), dry_run=dry_run)
+    for change in changes:
+        click.echo(str(change))
+    counts = {a: sum(c.action == a for c in changes) for a in ("create", "update", "remove")}
+    summary = ", ".join(f"{n} to {a}" if dry_run else f"{n} {a}d" for a, n in counts.items())
+    click.echo(("dry run: " if dry_run else "") + (summary if changes else "no schedules"))
+
+
+@schedules.command("list")
+@config_option
+@click.option(
+    "-n",
+    "--count",
+    type=click.IntRange(min=1, max=50),
+    default=3,
+    show_default=True,
+    help="How many next run times to show.",
+)
+def schedules_list(config_path: Path | None, count: int) -> None:
+    """Each schedule with its next runs (its timezone and UTC), last run and state."""
+    from taskkit.schedules import describe
+
+    registry = _registry(config_path)
+    for view in describe(registry, count=count):
+        schedule = view.schedule
+        click.echo(f"{view.name}  [{view.state}]  job={schedule.job}  {_form(schedule)}")
+        if view.stored_next is not None and view.stored_next not in view.upcoming:
+            click.echo(f"    due   {view.stored_next.isoformat()} (stored in Redis)")
+        for moment in view.upcoming:
+            local = moment.astimezone(schedule.tz)
+            click.echo(
+                f"    next  {local.isoformat()}  ({moment.strftime('%Y-%m-%d %H:%M:%S')} UTC)"
+            )
+        if view.last:
+            at = datetime.fromtimestamp(view.last.get("nominal", 0), UTC)
+            job = f" job {view.last['job_id']}" if view.last.get("job_id") else ""
+            click.echo(f"    last  {at.isoformat()} {view.last.get('outcome', '?')}{job}")
+        else:
+            click.echo("    last  never")
 
 
 # -- error handling at the edge ------------------------------------------------------------
