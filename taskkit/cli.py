@@ -229,6 +229,8 @@ def run_worker(  # noqa: PLR0917 - click passes options positionally
     """Run jobs from the queues; SIGTERM finishes the current job, then exits."""
     from taskkit.execution import run_worker as run
 
+    if processes > 1 and max_jobs is not None:
+        raise click.UsageError("--max-jobs works with --processes 1 only (RQ's pool has no limit)")
     registry = _registry(config_path)
     names = _queue_list(registry, queues)
     setup_logging(log_level)
@@ -241,7 +243,7 @@ def run_worker(  # noqa: PLR0917 - click passes options positionally
         burst=burst,
         max_jobs=max_jobs,
         processes=processes,
-        log_level=log_level.upper() if log_level.upper() == "DEBUG" else "WARNING",
+        log_level=log_level,
     )
 
 
@@ -356,6 +358,138 @@ def schedules_list(config_path: Path | None, count: int) -> None:
             click.echo(f"    last  {at.isoformat()} {view.last.get('outcome', '?')}{job}")
         else:
             click.echo("    last  never")
+
+
+@cli.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--watch", type=click.FloatRange(min=0.5), default=None, metavar="SECONDS",
+              help="Refresh every SECONDS until Ctrl-C.")
+def status(config_path: Path | None, as_json: bool, watch: float | None) -> None:
+    """Queues (by state), workers (host, pid, state, job) and schedules (last, next)."""
+    import time
+
+    from taskkit.status import collect
+
+    registry = _registry(config_path)
+    while True:
+        current = collect(registry)
+        if as_json:
+            click.echo(json.dumps(current.as_dict(), indent=2))
+        else:
+            if watch:
+                click.clear()
+            _print_status(current)
+        if not watch:
+            return
+        time.sleep(watch)
+
+
+def _print_status(current: Any) -> None:
+    _table(
+        "QUEUES",
+        ("name", "queued", "started", "scheduled", "deferred", "failed", "finished"),
+        [
+            (q.name, q.queued, q.started, q.scheduled, q.deferred, q.failed, q.finished)
+            for q in current.queues
+        ],
+    )
+    _table(
+        f"WORKERS ({len(current.workers)})",
+        ("host", "pid", "state", "queues", "current job", "ok", "failed"),
+        [
+            (w.host or "?", w.pid or "?", w.state, ",".join(w.queues), w.current_job or "-",
+             w.successful, w.failed)
+            for w in current.workers
+        ],
+    )
+    _table(
+        f"SCHEDULES (schedulers running: {len(current.schedulers)})",
+        ("name", "job", "state", "last run", "outcome", "next run"),
+        [
+            (s.name, s.job, s.state, s.last_run or "never", s.last_outcome or "-",
+             s.next_run or "-")
+            for s in current.schedules
+        ],
+    )
+    click.echo(f"redis: {current.redis}")
+
+
+@cli.group()
+def failed() -> None:
+    """Failed jobs: list, show, requeue, purge."""
+
+
+@failed.command("list")
+@config_option
+@click.option("--job", "job_name", default=None, help="Only failed runs of this job.")
+def failed_list(config_path: Path | None, job_name: str | None) -> None:
+    """Failed jobs with their name, arguments (secrets hidden) and reason."""
+    from taskkit.failed import list_failed
+
+    jobs = list_failed(_registry(config_path), job_name)
+    _table(
+        f"FAILED ({len(jobs)})",
+        ("id", "queue", "job", "failed at", "reason"),
+        [
+            (j.id, j.queue, j.name, j.failed_at.isoformat(timespec="seconds") if j.failed_at
+             else "-", j.reason[:80])
+            for j in jobs
+        ],
+    )
+
+
+@failed.command("show")
+@config_option
+@click.argument("job_id")
+def failed_show(config_path: Path | None, job_id: str) -> None:
+    """One failed job in full: arguments and the whole traceback."""
+    from taskkit.failed import get_failed
+
+    job = get_failed(_registry(config_path), job_id)
+    if job is None:
+        raise click.ClickException(f"no failed job {job_id!r}; see `taskkit failed list`")
+    click.echo(f"id:      {job.id}\njob:     {job.name}\nqueue:   {job.queue}")
+    click.echo(f"failed:  {job.failed_at.isoformat() if job.failed_at else '-'}")
+    click.echo(f"args:    {json.dumps(job.args, default=str)}")
+    click.echo(f"kwargs:  {json.dumps(job.kwargs, default=str)}")
+    click.echo("\n" + job.exc_info.rstrip())
+
+
+@failed.command("requeue")
+@config_option
+@click.argument("job_ids", nargs=-1)
+@click.option("--job", "job_name", default=None, help="Requeue every failed run of this job.")
+@click.option("--all", "everything", is_flag=True, help="Requeue every failed job.")
+def failed_requeue(
+    config_path: Path | None, job_ids: tuple[str, ...], job_name: str | None, everything: bool
+) -> None:
+    """Put failed jobs back on their queues: by ID, by --job NAME, or --all."""
+    from taskkit.failed import list_failed, requeue
+
+    if sum(bool(x) for x in (job_ids, job_name, everything)) != 1:
+        raise click.UsageError("give job ids, or --job NAME, or --all (one of them)")
+    registry = _registry(config_path)
+    ids = list(job_ids) or [j.id for j in list_failed(registry, job_name)]
+    done = requeue(registry, ids)
+    missing = sorted(set(ids) - set(done))
+    click.echo(f"requeued {len(done)} job{'s' if len(done) != 1 else ''}")
+    if missing:
+        raise click.ClickException(f"not in a failed registry: {', '.join(missing)}")
+
+
+@failed.command("purge")
+@config_option
+@click.argument("job_ids", nargs=-1)
+@click.option("--yes", is_flag=True, help="Do not ask before deleting all of them.")
+def failed_purge(config_path: Path | None, job_ids: tuple[str, ...], yes: bool) -> None:
+    """Delete failed jobs: the given ids, or all of them."""
+    from taskkit.failed import purge
+
+    if not job_ids and not yes:
+        click.confirm("delete every failed job?", abort=True)
+    count = purge(_registry(config_path), list(job_ids) or None)
+    click.echo(f"deleted {count} failed job{'s' if count != 1 else ''}")
 
 
 # -- error handling at the edge ------------------------------------------------------------

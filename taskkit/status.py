@@ -1,0 +1,148 @@
+"""What is queued, who is working, and what the schedules did: ``taskkit status``.
+
+Read from RQ's own keys (queues, registries, worker hashes), so the figures are the
+ones ``rq info`` and rq-dashboard show too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rq import Worker
+
+from taskkit import connection
+from taskkit.registry import Registry
+from taskkit.schedules import SCHEDULER_KEY_PREFIX, describe
+
+REGISTRIES = ("started", "scheduled", "deferred", "failed", "finished")
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """Job counts of one queue, by state."""
+
+    name: str
+    queued: int
+    started: int
+    scheduled: int
+    deferred: int
+    failed: int
+    finished: int
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """One live RQ worker."""
+
+    name: str
+    host: str | None
+    pid: int | None
+    state: str
+    queues: list[str]
+    current_job: str | None
+    successful: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class ScheduleStatus:
+    """One schedule's last and next run."""
+
+    name: str
+    job: str
+    state: str
+    next_run: str | None
+    last_run: str | None
+    last_outcome: str | None
+
+
+@dataclass(frozen=True)
+class Status:
+    """Everything ``taskkit status`` shows."""
+
+    redis: str
+    queues: list[QueueStatus]
+    workers: list[WorkerStatus]
+    schedules: list[ScheduleStatus]
+    schedulers: list[str] = field(default_factory=list)
+    taken_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return asdict(self)
+
+
+def collect(registry: Registry) -> Status:
+    """Read the status of every declared queue, live worker and schedule."""
+    return connection.call(registry.config.redis.url, "read status", lambda: _collect(registry))
+
+
+def _collect(registry: Registry) -> Status:
+    conn = registry.connection
+    names = registry.queue_names
+    with conn.pipeline(transaction=False) as pipe:
+        for name in names:
+            queue = registry.queue(name)
+            pipe.llen(queue.key)
+            for kind in REGISTRIES:
+                pipe.zcard(getattr(queue, f"{kind}_job_registry").key)
+        counts = pipe.execute()
+    width = 1 + len(REGISTRIES)
+    queues = [
+        QueueStatus(name, *counts[i * width : (i + 1) * width]) for i, name in enumerate(names)
+    ]
+    return Status(
+        redis=str(registry.config.redis.url),
+        queues=queues,
+        workers=_workers(registry),
+        schedules=_schedules(registry),
+        schedulers=sorted(
+            key.decode().removeprefix(SCHEDULER_KEY_PREFIX)
+            for key in conn.scan_iter(match=f"{SCHEDULER_KEY_PREFIX}*")
+        ),
+    )
+
+
+def _workers(registry: Registry) -> list[WorkerStatus]:
+    found = []
+    for worker in Worker.all(connection=registry.connection, serializer=registry.serializer):
+        executions = worker.get_current_executions()
+        found.append(
+            WorkerStatus(
+                name=worker.name,
+                host=worker.hostname,
+                pid=worker.pid,
+                state=str(worker.get_state()),
+                queues=worker.queue_names(),
+                current_job=executions[0].job_id if executions else None,
+                successful=worker.successful_job_count,
+                failed=worker.failed_job_count,
+            )
+        )
+    return sorted(found, key=lambda w: (w.host or "", w.pid or 0))
+
+
+def _schedules(registry: Registry) -> list[ScheduleStatus]:
+    views = describe(registry, count=1)
+    result = []
+    for view in views:
+        last = view.last
+        last_run = (
+            datetime.fromtimestamp(last["nominal"], UTC).isoformat() if "nominal" in last else None
+        )
+        result.append(
+            ScheduleStatus(
+                name=view.name,
+                job=view.schedule.job,
+                state=view.state,
+                next_run=view.stored_next.isoformat() if view.stored_next else None,
+                last_run=last_run,
+                last_outcome=last.get("outcome"),
+            )
+        )
+    return result
+
+
+__all__ = ["QueueStatus", "ScheduleStatus", "Status", "WorkerStatus", "collect"]
