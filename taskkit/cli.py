@@ -362,6 +362,24 @@ def schedules_list(config_path: Path | None, count: int) -> None:
 
 @cli.command()
 @config_option
+@click.option("--poll", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+              help="Seconds between checks for changed files.")
+@click.option("--worker-class", type=click.Choice(["fork", "simple", "spawn"]), default="fork",
+              show_default=True)
+def dev(config_path: Path | None, poll: float, worker_class: str) -> None:
+    """Local development: Redis (started if none answers), a worker and the scheduler,
+    restarted when jobs.yaml or a job module changes. Ctrl-C stops everything."""
+    from taskkit.dev import DevRunner
+
+    registry = _registry(config_path)
+    runner = DevRunner(
+        registry, poll=poll, worker_args=("--worker-class", worker_class), echo=click.echo
+    )
+    sys.exit(runner.run())
+
+
+@cli.command()
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("--watch", type=click.FloatRange(min=0.5), default=None, metavar="SECONDS",
               help="Refresh every SECONDS until Ctrl-C.")

@@ -273,6 +273,9 @@ class EmbeddedRedis:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=directory,
+                # Its own session: a Ctrl-C meant for us must not take Redis away while
+                # workers are still finishing their jobs; stop() ends it when we are done.
+                start_new_session=True,
             )
         atexit.register(self.stop)
         self._wait_until_answering(log_path)
