@@ -19,10 +19,28 @@ import click
 
 from taskkit.config import format_duration, parse_duration
 from taskkit.errors import ConfigError, TaskkitError
+from taskkit.logs import setup_logging
 from taskkit.registry import Registry, default_config_path, load
 from taskkit.timing import next_fire_times
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def log_options(func: F) -> F:
+    """``--log-level`` and ``--log-format``, shared by the long-running commands."""
+    func = click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="json: one object per line with job, queue, job_id, duration_ms, outcome.",
+    )(func)
+    return click.option(
+        "--log-level",
+        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+        default="INFO",
+        show_default=True,
+    )(func)
 
 
 def config_option(func: F) -> F:
@@ -210,12 +228,7 @@ def _parse_param(text: str) -> tuple[str, Any]:
 @click.option(
     "--max-jobs", type=click.IntRange(min=1), default=None, help="Exit after this many jobs."
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    default="INFO",
-    show_default=True,
-)
+@log_options
 def run_worker(  # noqa: PLR0917 - click passes options positionally
     config_path: Path | None,
     queues: str | None,
@@ -225,6 +238,7 @@ def run_worker(  # noqa: PLR0917 - click passes options positionally
     processes: int,
     max_jobs: int | None,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run jobs from the queues; SIGTERM finishes the current job, then exits."""
     from taskkit.execution import run_worker as run
@@ -233,7 +247,7 @@ def run_worker(  # noqa: PLR0917 - click passes options positionally
         raise click.UsageError("--max-jobs works with --processes 1 only (RQ's pool has no limit)")
     registry = _registry(config_path)
     names = _queue_list(registry, queues)
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)  # type: ignore[arg-type]
     if with_scheduler:
         _start_scheduler(registry, burst)
     run(
@@ -273,15 +287,6 @@ def _queue_list(registry: Registry, queues: str | None) -> list[str]:
     return names
 
 
-def setup_logging(level: str) -> None:
-    """One readable line per job from taskkit; RQ's own chatter only at DEBUG."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 @cli.command("run-scheduler")
 @config_option
 @click.option(
@@ -292,18 +297,15 @@ def setup_logging(level: str) -> None:
     help="Seconds between passes.",
 )
 @click.option("--burst", is_flag=True, help="Sync, fire what is due now, and exit.")
-@click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    default="INFO",
-    show_default=True,
-)
-def run_scheduler(config_path: Path | None, interval: float, burst: bool, log_level: str) -> None:
+@log_options
+def run_scheduler(
+    config_path: Path | None, interval: float, burst: bool, log_level: str, log_format: str
+) -> None:
     """Sync schedules, then enqueue each tick once (any number may run)."""
     from taskkit.schedules import run_scheduler as run
 
     registry = _registry(config_path)
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)  # type: ignore[arg-type]
     run(registry, interval=interval, burst=burst)
 
 
