@@ -8,7 +8,14 @@ one lock that expires (duplicate fires). Here every tick is claimed with an opti
 transaction on the sorted set: a scheduler fires a tick only if the entry's score is still
 that tick's nominal time, and the claim, the enqueue and the move to the next tick are
 one MULTI/EXEC. Any number of schedulers may run; a stalled one loses the race instead of
-firing twice, and one that dies mid-tick leaves the tick for another.
+firing twice, and one that dies mid-tick leaves the tick for another. A scheduler whose
+jobs.yaml differs from the one last synced (an old process during a deploy) leaves the
+ticks to the others rather than fire with its own arguments or timing.
+
+An entry that comes due late (no scheduler ran) is fired once, not once per missed tick:
+``misfire: once`` runs its oldest missed tick; ``misfire: skip`` runs the first missed
+tick that is still within ``grace``, if any. Either way the next tick is the first one
+after now.
 """
 
 from __future__ import annotations
@@ -22,8 +29,8 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, NamedTuple
 
 import redis
 from rq.job import Job, JobStatus
@@ -124,7 +131,10 @@ def sync(registry: Registry, now: datetime | None = None, *, dry_run: bool = Fal
 
 
 def _now(now: datetime | None) -> datetime:
-    return (now or datetime.now(UTC)).astimezone(UTC)
+    if now is None:
+        return datetime.now(UTC)
+    # Naive means UTC, as in timing.py and enqueue_at; astimezone() would read it as local.
+    return (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _existing(registry: Registry) -> dict[str, _Entry]:
@@ -137,7 +147,7 @@ def _existing(registry: Registry) -> dict[str, _Entry]:
         metas = pipe.execute()
     entries = {}
     for entry_id, raw in zip(ours, metas, strict=True):
-        meta = _json_meta(raw)
+        meta = _job_meta(registry, raw)
         entries[entry_id] = _Entry(
             entry_id,
             meta.get(META_SCHEDULE),
@@ -154,6 +164,17 @@ def _active(pipe: redis.client.Pipeline, job_id: str) -> bool:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _job_meta(registry: Registry, raw: Any) -> dict[str, Any]:
+    """A template's meta, which RQ stores with the job's serializer (JSON or pickle)."""
+    if not raw:
+        return {}
+    try:
+        meta = registry.serializer.loads(raw)
+    except Exception:  # a foreign or damaged entry: treat as not ours to describe
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _json_meta(raw: Any) -> dict[str, Any]:
@@ -176,12 +197,12 @@ def _plan(registry: Registry, existing: dict[str, _Entry], now: datetime) -> lis
             continue
         wanted.add(entry_id)
         entry = existing.get(entry_id)
-        first = _first_run(schedule, now)
         if entry is None:
-            changes.append(Change("create", name, entry_id, first))
+            changes.append(Change("create", name, entry_id, _first_run(schedule, now)))
         elif entry.fingerprint != fingerprint(registry, name):
             keeps_time = entry.timing == _timing_of(schedule)
-            changes.append(Change("update", name, entry_id, None if keeps_time else first))
+            first = None if keeps_time else _first_run(schedule, now)
+            changes.append(Change("update", name, entry_id, first))
         else:
             changes.append(Change("unchanged", name, entry_id))
     for entry_id, entry in existing.items():
@@ -196,12 +217,16 @@ def _finished_one_offs(registry: Registry) -> set[str]:
     if not names:
         return set()
     states = registry.connection.hmget(STATE_KEY, names)
-    done = set()
-    for name, raw in zip(names, states, strict=True):
-        state = _json_meta(raw)
-        if state.get("nominal") == at_time(registry.config.schedules[name]).timestamp():
-            done.add(name)
-    return done
+    return {
+        name
+        for name, raw in zip(names, states, strict=True)
+        if _fired_once(registry.config.schedules[name], _json_meta(raw))
+    }
+
+
+def _fired_once(schedule: ScheduleConfig, last: dict[str, Any]) -> bool:
+    """Whether ``schedule`` is an ``at`` whose one tick was handled (run or skipped)."""
+    return schedule.at is not None and last.get("nominal") == at_time(schedule).timestamp()
 
 
 def _first_run(schedule: ScheduleConfig, now: datetime) -> datetime | None:
@@ -260,6 +285,8 @@ def _write_template(registry: Registry, change: Change, pipe: redis.client.Pipel
         meta=meta,
     )
     template.origin = settings.queue
+    if change.action == "update":
+        pipe.delete(template.key)  # RQ's save is an HSET: fields it no longer writes would stay
     template.save(pipeline=pipe)
     if change.next_run is not None:
         # nx for creates: a concurrent sync that got there first keeps its (equal) time.
@@ -272,7 +299,9 @@ def _write_template(registry: Registry, change: Change, pipe: redis.client.Pipel
 
 # -- firing ---------------------------------------------------------------------------------
 
-Outcome = Literal["enqueued", "skipped-overlap", "skipped-misfire", "lost-race"]
+Outcome = Literal["enqueued", "skipped-overlap", "skipped-misfire", "lost-race", "stale-config"]
+"""``stale-config``: the entry in Redis was synced from another jobs.yaml than this
+scheduler's; the tick is left to a scheduler that has the synced file."""
 
 
 @dataclass(frozen=True)
@@ -283,6 +312,31 @@ class Tick:
     nominal: datetime
     outcome: Outcome
     job_id: str | None = None
+
+
+class Due(NamedTuple):
+    """A schedule entry whose stored next run has come, as a pass read it."""
+
+    name: str
+    entry_id: str
+    score: float
+
+
+def _on_time_tick(schedule: ScheduleConfig, nominal: datetime, now: datetime) -> datetime | None:
+    """The tick a due entry runs as, or None when ``misfire: skip`` drops it.
+
+    ``once`` runs the entry's own tick however late it is. ``skip`` drops ticks later
+    than ``grace``; after an outage the entry's tick is long past, but a later missed tick
+    may still be within grace, and then the first such tick runs.
+    """
+    if schedule.misfire == "once":
+        return nominal
+    grace = schedule.grace if schedule.grace is not None else DEFAULT_GRACE
+    earliest = now - timedelta(seconds=grace)
+    if nominal >= earliest:
+        return nominal
+    later = next_fire_times(schedule, earliest - timedelta(microseconds=1), 1)
+    return later[0] if later and later[0] <= now else None
 
 
 class Scheduler:
@@ -298,6 +352,10 @@ class Scheduler:
         self.by_id = {schedule_id(name): name for name in registry.config.schedules}
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self._stop = False
+        self._fingerprints = {
+            name: fingerprint(registry, name) for name in registry.config.schedules
+        }
+        self._warned: set[str] = set()
 
     @property
     def conn(self) -> redis.Redis:
@@ -307,53 +365,63 @@ class Scheduler:
     def tick(self, now: datetime | None = None) -> list[Tick]:
         """Fire every tick due at ``now`` that no other scheduler fired first."""
         moment = _now(now)
-        due: list[tuple[bytes, float]] = self.conn.zrangebyscore(  # type: ignore[assignment]
-            SCHEDULED_JOBS_KEY, "-inf", moment.timestamp(), withscores=True
+        return [self.fire(entry, moment) for entry in self.due(moment)]
+
+    def due(self, now: datetime | None = None) -> list[Due]:
+        """This file's entries whose stored next run is at or before ``now``."""
+        found: list[tuple[bytes, float]] = self.conn.zrangebyscore(  # type: ignore[assignment]
+            SCHEDULED_JOBS_KEY, "-inf", _now(now).timestamp(), withscores=True
         )
-        ticks = []
-        for raw_id, score in due:
+        entries = []
+        for raw_id, score in found:
             entry_id = _text(raw_id)
             name = self.by_id.get(entry_id)
             if name is not None:
-                ticks.append(self._fire(name, entry_id, score, moment))
-        return ticks
+                entries.append(Due(name, entry_id, score))
+        return entries
 
-    def _fire(self, name: str, entry_id: str, score: float, now: datetime) -> Tick:
-        schedule = self.registry.config.schedules[name]
-        nominal = datetime.fromtimestamp(score, UTC)
+    def fire(self, entry: Due, now: datetime | None = None) -> Tick:
+        """Claim ``entry``'s tick and enqueue it, unless another scheduler claimed it first.
+
+        Safe however long ago ``entry`` was read: the claim only succeeds while the stored
+        next run is still ``entry.score``, so a stalled scheduler gets ``lost-race``.
+        """
+        moment = _now(now)
         with self.conn.pipeline() as pipe:
             while True:
                 try:
-                    return self._claim(pipe, name, schedule, entry_id, score, nominal, now)
+                    return self._claim(pipe, entry, moment)
                 except redis.WatchError:
                     continue  # the set changed (another tick, a sync): look again
 
-    def _claim(  # noqa: PLR0917 - one tick's facts, passed along once
-        self,
-        pipe: redis.client.Pipeline,
-        name: str,
-        schedule: ScheduleConfig,
-        entry_id: str,
-        score: float,
-        nominal: datetime,
-        now: datetime,
-    ) -> Tick:
+    def _claim(self, pipe: redis.client.Pipeline, entry: Due, now: datetime) -> Tick:
+        name, entry_id, score = entry
+        schedule = self.registry.config.schedules[name]
+        nominal = datetime.fromtimestamp(score, UTC)
         pipe.watch(SCHEDULED_JOBS_KEY)  # type: ignore[no-untyped-call]
         if pipe.zscore(SCHEDULED_JOBS_KEY, entry_id) != score:
             pipe.unwatch()
             return Tick(name, nominal, "lost-race")
+        # A scheduler still running an older (or newer) jobs.yaml must not fire with its
+        # own arguments, nor move the entry along its own timing.
+        synced = _job_meta(self.registry, pipe.hget(Job.key_for(entry_id), "meta"))
+        if synced.get(META_FINGERPRINT) != self._fingerprints[name]:
+            pipe.unwatch()
+            self._warn_stale(name)
+            return Tick(name, nominal, "stale-config")
         # Read before MULTI: in redis-py a watched pipeline runs commands at once.
         previous = _json_meta(pipe.hget(STATE_KEY, name)).get("job_id")
-        outcome = self._decide(pipe, schedule, nominal, now, previous)
-        following = self._following(schedule, nominal, now)
+        outcome, fired = self._decide(pipe, schedule, nominal, now, previous)
+        following = self._following(schedule, fired, now)
         pipe.multi()
-        job_id = self._enqueue(pipe, name, schedule, nominal) if outcome == "enqueued" else None
+        job_id = self._enqueue(pipe, name, schedule, fired) if outcome == "enqueued" else None
         if following is None:
             pipe.zrem(SCHEDULED_JOBS_KEY, entry_id)
+            pipe.delete(Job.key_for(entry_id))  # a finished one-off keeps no template
         else:
             pipe.zadd(SCHEDULED_JOBS_KEY, {entry_id: following.timestamp()})
         state = {
-            "nominal": score,
+            "nominal": score if fired == nominal else fired.timestamp(),
             "outcome": outcome,
             "at": now.timestamp(),
             # Keeps pointing at the last real run, so overlap checks still see it after a skip.
@@ -364,11 +432,22 @@ class Scheduler:
         log.info(
             "%s: tick %s %s%s",
             name,
-            nominal.isoformat(),
+            fired.isoformat(),
             outcome,
             f" job={job_id}" if job_id else "",
         )
-        return Tick(name, nominal, outcome, job_id)
+        return Tick(name, fired, outcome, job_id)
+
+    def _warn_stale(self, name: str) -> None:
+        if name not in self._warned:
+            self._warned.add(name)
+            log.warning(
+                "%s: Redis holds this schedule as synced from another version of %s; "
+                "leaving its ticks to a scheduler with that version (run `taskkit schedules "
+                "sync` with the file you mean, and restart the schedulers that run an old one)",
+                name,
+                self.registry.path,
+            )
 
     def _decide(
         self,
@@ -377,14 +456,14 @@ class Scheduler:
         nominal: datetime,
         now: datetime,
         previous: str | None,
-    ) -> Outcome:
-        late = (now - nominal).total_seconds()
-        grace = schedule.grace if schedule.grace is not None else DEFAULT_GRACE
-        if late > grace and schedule.misfire == "skip":
-            return "skipped-misfire"
+    ) -> tuple[Outcome, datetime]:
+        """What to do with a due entry, and the tick it counts as."""
+        fired = _on_time_tick(schedule, nominal, now)
+        if fired is None:
+            return "skipped-misfire", nominal
         if schedule.overlap == "skip" and previous and _active(pipe, previous):
-            return "skipped-overlap"
-        return "enqueued"
+            return "skipped-overlap", fired
+        return "enqueued", fired
 
     @staticmethod
     def _following(schedule: ScheduleConfig, nominal: datetime, now: datetime) -> datetime | None:
@@ -471,14 +550,15 @@ def describe(registry: Registry, now: datetime | None = None, count: int = 3) ->
         schedule = registry.config.schedules[name]
         stored = datetime.fromtimestamp(score, UTC) if score is not None else None
         entry = existing.get(schedule_id(name))
+        last = _json_meta(raw)
         views.append(
             ScheduleView(
                 name,
                 schedule,
                 stored,
                 next_fire_times(schedule, moment, count) if schedule.enabled else [],
-                _json_meta(raw),
-                _state(registry, name, schedule, entry, stored),
+                last,
+                _state(registry, name, entry, stored, last),
             )
         )
     return views
@@ -487,14 +567,15 @@ def describe(registry: Registry, now: datetime | None = None, count: int = 3) ->
 def _state(
     registry: Registry,
     name: str,
-    schedule: ScheduleConfig,
     entry: _Entry | None,
     stored: datetime | None,
+    last: dict[str, Any],
 ) -> str:
+    schedule = registry.config.schedules[name]
     if not schedule.enabled:
         return "disabled"
     if entry is None or stored is None:
-        return "done" if schedule.at is not None and entry is None else "not synced"
+        return "done" if _fired_once(schedule, last) else "not synced"
     if entry.fingerprint != fingerprint(registry, name):
         return "changed (run sync)"
     return "active"
@@ -506,6 +587,7 @@ __all__ = [
     "SCHEDULED_JOBS_KEY",
     "STATE_KEY",
     "Change",
+    "Due",
     "ScheduleView",
     "Scheduler",
     "Tick",

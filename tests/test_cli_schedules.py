@@ -1,0 +1,241 @@
+"""The schedule commands: ``schedules sync``/``list`` (CliRunner), ``run-scheduler`` and
+``run-worker --with-scheduler`` (real processes), against a real Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+import yaml
+from click.testing import CliRunner
+from rq.job import Job
+
+from taskkit.cli import cli
+from taskkit.registry import Registry, load
+from taskkit.schedules import (
+    SCHEDULED_JOBS_KEY,
+    SCHEDULER_KEY_PREFIX,
+    STATE_KEY,
+    Scheduler,
+    schedule_id,
+    sync,
+)
+from taskkit.timing import next_fire_times
+
+APPS = Path(__file__).parent / "apps"
+TASKKIT = [sys.executable, "-c", "import sys; from taskkit.cli import main; main(sys.argv[1:])"]
+JOBS = {"tick": {"func": "schedjobs:tick"}, "record": {"func": "schedjobs:record"}}
+
+
+def write_config(tmp_path: Path, redis_url: str, schedules: dict[str, Any]) -> Path:
+    path = tmp_path / "jobs.yaml"
+    data = {
+        "version": 1,
+        "pythonpath": [str(APPS)],
+        "redis": {"url": redis_url},
+        "jobs": JOBS,
+        "schedules": schedules,
+    }
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def score(conn: redis.Redis, name: str) -> float:
+    """The stored next run of schedule ``name`` (Unix time)."""
+    found = conn.zscore(SCHEDULED_JOBS_KEY, schedule_id(name))
+    assert found is not None, f"{name} is not in Redis"
+    return found
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def snapshot(conn: redis.Redis) -> dict[bytes, Any]:
+    found: dict[bytes, Any] = {}
+    for key in conn.scan_iter():
+        kind = conn.type(key)
+        if kind == b"zset":
+            found[key] = conn.zrange(key, 0, -1, withscores=True)
+        elif kind == b"hash":
+            found[key] = conn.hgetall(key)
+        else:
+            found[key] = conn.dump(key)
+    return found
+
+
+def test_sync_dry_run_prints_the_plan_and_changes_nothing(
+    tmp_path: Path, redis_url: str, redis_conn: redis.Redis
+) -> None:
+    beat = {"job": "tick", "every": "1m", "kwargs": {"n": 1}}
+    nightly = {"job": "tick", "cron": "0 3 * * *", "timezone": "Europe/Berlin"}
+    path = write_config(tmp_path, redis_url, {"beat": beat, "nightly": nightly})
+
+    output = invoke("schedules", "sync", "-c", str(path), "--dry-run")
+    assert "create    beat next 20" in output
+    assert "create    nightly next 20" in output
+    assert output.rstrip().endswith("dry run: 2 to create, 0 to update, 0 to remove")
+    assert redis_conn.dbsize() == 0
+
+    output = invoke("schedules", "sync", "-c", str(path))
+    assert output.rstrip().endswith("2 created, 0 updated, 0 removed")
+    before = snapshot(redis_conn)
+    output = invoke("schedules", "sync", "-c", str(path))
+    assert output.rstrip().endswith("0 created, 0 updated, 0 removed")
+    assert snapshot(redis_conn) == before
+
+    changed = {"beat": {**beat, "kwargs": {"n": 2}}, "hourly": {"job": "tick", "cron": "0 * * * *"}}
+    write_config(tmp_path, redis_url, changed)
+    output = invoke("schedules", "sync", "-c", str(path), "--dry-run")
+    lines = output.splitlines()
+    assert "update    beat" in lines
+    assert any(line.startswith("create    hourly next 20") for line in lines)
+    assert "remove    nightly" in lines
+    assert lines[-1] == "dry run: 1 to create, 1 to update, 1 to remove"
+    assert snapshot(redis_conn) == before
+
+
+def test_schedules_list_shows_local_and_utc_times_last_run_and_state(
+    tmp_path: Path, redis_url: str, redis_conn: redis.Redis
+) -> None:
+    schedules = {
+        "nightly": {"job": "tick", "cron": "0 3 * * *", "timezone": "Europe/Berlin"},
+        "beat": {"job": "tick", "every": "1h"},
+        "paused": {"job": "tick", "every": "1m", "enabled": False},
+    }
+    path = write_config(tmp_path, redis_url, schedules)
+    registry = load(path, cached=False)
+    now = datetime.now(UTC)
+    sync(registry, now=now)
+    stored = score(redis_conn, "beat")
+    [tick] = Scheduler(registry).tick(datetime.fromtimestamp(stored, UTC))
+
+    # A schedule added to the file but not synced yet.
+    write_config(tmp_path, redis_url, {**schedules, "new": {"job": "tick", "every": "5m"}})
+    output = invoke("schedules", "list", "-c", str(path), "--count", "2")
+    blocks = _blocks(output)
+
+    assert blocks["nightly"][0] == "nightly  [active]  job=tick  cron 0 3 * * * Europe/Berlin"
+    berlin = registry.config.schedules["nightly"]
+    expected = [
+        f"next  {moment.astimezone(berlin.tz).isoformat()}  "
+        f"({moment.strftime('%Y-%m-%d %H:%M:%S')} UTC)"
+        for moment in next_fire_times(berlin, now, 2)
+    ]
+    assert blocks["nightly"][1:3] == expected
+    assert "T03:00:00+0" in blocks["nightly"][1]
+    assert blocks["nightly"][-1] == "last  never"
+
+    assert blocks["beat"][0].startswith("beat  [active]")
+    nominal = datetime.fromtimestamp(stored, UTC).isoformat()
+    assert blocks["beat"][-1] == f"last  {nominal} enqueued job {tick.job_id}"
+    assert blocks["paused"][0].startswith("paused  [disabled]")
+    assert blocks["new"][0].startswith("new  [not synced]")
+
+
+def _blocks(output: str) -> dict[str, list[str]]:
+    """The list output by schedule: its header line, then its indented lines."""
+    blocks: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in output.splitlines():
+        if line and not line.startswith(" "):
+            current = [line]
+            blocks[line.split()[0]] = current
+        elif line.strip():
+            current.append(line.strip())
+    return blocks
+
+
+def test_three_scheduler_processes_enqueue_each_tick_once(
+    tmp_path: Path, redis_url: str, redis_conn: redis.Redis
+) -> None:
+    path = write_config(
+        tmp_path, redis_url, {"pulse": {"job": "tick", "every": "1s", "overlap": "allow"}}
+    )
+    command = [*TASKKIT, "run-scheduler", "-c", str(path), "--interval", "0.2"]
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(3)
+    ]
+    try:
+        deadline = time.monotonic() + 20
+        while len(list(redis_conn.scan_iter(f"{SCHEDULER_KEY_PREFIX}*"))) < 3:
+            assert time.monotonic() < deadline, "the schedulers did not start"
+            assert all(p.poll() is None for p in processes), "a scheduler exited"
+            time.sleep(0.05)
+        time.sleep(5)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        outputs = [_finish(process) for process in processes]
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output
+
+    registry = load(path, cached=False)
+    jobs = registry.queue("default").get_jobs()
+    ticks = Counter(job.meta["taskkit_tick"] for job in jobs)
+    assert ticks, "nothing was enqueued"
+    assert set(ticks.values()) == {1}, ticks
+    nominal = sorted(datetime.fromisoformat(t) for t in ticks)
+    assert len(nominal) >= 4
+    assert nominal == [nominal[0] + timedelta(seconds=k) for k in range(len(nominal))]
+    assert list(redis_conn.scan_iter(f"{SCHEDULER_KEY_PREFIX}*")) == []  # each said goodbye
+
+
+def _finish(process: subprocess.Popen[bytes]) -> str:
+    """The output of a process that was asked to stop; killed if it does not."""
+    try:
+        return process.communicate(timeout=20)[0].decode()
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()[0].decode() + "\n(killed: did not stop on SIGTERM)"
+
+
+def test_run_worker_with_scheduler_burst_syncs_and_runs_due_ticks(
+    tmp_path: Path, redis_url: str, redis_conn: redis.Redis
+) -> None:
+    beat = {"job": "record", "every": "1h", "kwargs": {"value": "hello"}}
+    path = write_config(tmp_path, redis_url, {"beat": beat})
+    # Synced two hours ago, and no scheduler ran since: the entry is overdue.
+    sync(load(path, cached=False), now=datetime.now(UTC) - timedelta(hours=2))
+    overdue = score(redis_conn, "beat")
+    assert overdue < time.time()
+    # A schedule the command's own sync has to create.
+    write_config(tmp_path, redis_url, {"beat": beat, "fresh": {"job": "tick", "every": "1h"}})
+
+    result = subprocess.run(
+        [*TASKKIT, "run-worker", "-c", str(path), "--with-scheduler", "--burst"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    output = (result.stdout + result.stderr).decode()
+    assert result.returncode == 0, output
+
+    [raw] = redis_conn.lrange("schedjobs:record", 0, -1)
+    recorded = json.loads(raw)
+    assert recorded == {
+        "value": "hello",
+        "tick": datetime.fromtimestamp(overdue, UTC).isoformat(),
+    }
+    assert redis_conn.zscore(SCHEDULED_JOBS_KEY, schedule_id("fresh")) is not None
+    assert score(redis_conn, "beat") > time.time()
+    state = json.loads(redis_conn.hget(STATE_KEY, "beat") or "{}")
+    job = Job.fetch(state["job_id"], connection=redis_conn)
+    assert job.get_status() == "finished"
+    assert _registry_queue_empty(load(path, cached=False))
+
+
+def _registry_queue_empty(registry: Registry) -> bool:
+    return all(registry.queue(name).count == 0 for name in registry.queue_names)
