@@ -10,7 +10,8 @@ Rules, which the README repeats:
     the last Sunday of March) fires once, as many minutes after the gap as it was into
     it (03:30 local). A fire never happens twice at the same instant.
   - Fall back: a wall time that happens twice (02:30 on the last Sunday of October)
-    fires once, at its first occurrence.
+    fires once, at its first occurrence, unless the hour field is ``*``: then it fires
+    in both passes, so an hourly job runs every real hour (as Vixie cron does).
 - ``every`` ticks on a fixed grid anchored at the Unix epoch (UTC): ``every: 1m`` fires at
   each minute boundary, ``every: 1d`` at midnight UTC. The next tick is the previous
   nominal tick plus the period, never "now plus the period", so it cannot drift, and
@@ -21,6 +22,7 @@ Rules, which the README repeats:
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
@@ -61,20 +63,41 @@ def _every(period: int, after: datetime, count: int) -> list[datetime]:
 def _cron(schedule: ScheduleConfig, after: datetime, count: int) -> list[datetime]:
     assert schedule.cron is not None
     tz = schedule.tz
+    every_hour = schedule.cron.split()[1] == "*"
     wall_start = (after.astimezone(tz) - _WALL_CLOCK_MARGIN).replace(tzinfo=None)
     candidates = croniter(schedule.cron, wall_start)
-    found: list[datetime] = []
-    while len(found) < count:
+    found: set[datetime] = set()  # a set: a shifted gap time may equal a real one
+    while True:
         try:
             wall: datetime = candidates.get_next(datetime)
         except ValueError:  # CroniterBadDateError: the expression never matches (Feb 30)
             break
-        # fold=0: the first of two occurrences, or for a skipped time, the offset before
-        # the gap, which lands as far past the gap as the time was into it.
-        instant = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
-        if instant > after and (not found or instant > found[-1]):
-            found.append(instant)
-    return found
+        instants = _instants(wall, tz, every_hour)
+        # A second pass through a repeated hour lands up to an offset change later than
+        # the wall time suggests, so stop only once nothing earlier can still come.
+        if len(found) >= count and instants[0] > sorted(found)[count - 1] + _WALL_CLOCK_MARGIN:
+            break
+        found.update(instant for instant in instants if instant > after)
+    return sorted(found)[:count]
+
+
+def _instants(wall: datetime, tz: ZoneInfo, every_hour: bool) -> list[datetime]:
+    """The UTC instants a matching wall-clock time stands for.
+
+    fold=0 is the first of two occurrences or, for a time skipped by a gap, the offset
+    before the gap, which lands as far past the gap as the time was into it. The second
+    occurrence of a repeated time fires too when the hour field is ``*``: an hourly job
+    keeps running every real hour through the fall-back night, as in Vixie cron.
+    """
+    first = wall.replace(tzinfo=tz, fold=0)
+    second = wall.replace(tzinfo=tz, fold=1)
+    instants = [first.astimezone(UTC)]
+    if first.utcoffset() == second.utcoffset() or not every_hour:
+        return instants
+    skipped = first.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != wall
+    if not skipped:
+        instants.append(second.astimezone(UTC))
+    return instants
 
 
 def _aware(moment: datetime) -> datetime:

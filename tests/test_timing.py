@@ -2,7 +2,8 @@
 
 The DST cases assert exact UTC instants for the rules the module docstring states:
 a wall time that does not exist fires once, as far past the gap as it was into it; a
-wall time that happens twice fires once, at its first occurrence; no instant twice.
+wall time that happens twice fires once, at its first occurrence, unless the hour field
+is * (then both passes fire, so hourly jobs run every real hour); no instant twice.
 """
 
 from __future__ import annotations
@@ -52,11 +53,19 @@ DST_CASES = [  # (zone, cron, after (2025, UTC), next fires (UTC))
     (NYC, "30 1 * * *", "10-31 12:00", "11-01 05:30 | 11-02 05:30 | 11-03 06:30"),
     # a daily time outside the repeated hour just moves with the offset
     (NYC, "30 2 * * *", "10-31 12:00", "11-01 06:30 | 11-02 07:30 | 11-03 07:30"),
-    # fall back, hourly: the second pass through the repeated hour does not fire again
-    (BER, "30 * * * *", "10-25 22:00", "10-25 22:30 | 10-25 23:30 | 10-26 00:30 | 10-26 02:30"),
-    (NYC, "30 * * * *", "11-02 04:00", "11-02 04:30 | 11-02 05:30 | 11-02 07:30"),
-    (BER, "0 * * * *", "10-25 22:30", "10-25 23:00 | 10-26 00:00 | 10-26 02:00"),
-    (NYC, "0 * * * *", "11-02 03:30", "11-02 04:00 | 11-02 05:00 | 11-02 07:00"),
+    # fall back, hourly (hour field *): both passes through the repeated hour fire, so the
+    # job keeps running every real hour
+    (
+        BER,
+        "30 * * * *",
+        "10-25 22:00",
+        "10-25 22:30 | 10-25 23:30 | 10-26 00:30 | 10-26 01:30 | 10-26 02:30",
+    ),
+    (NYC, "30 * * * *", "11-02 04:00", "11-02 04:30 | 11-02 05:30 | 11-02 06:30 | 11-02 07:30"),
+    (BER, "0 * * * *", "10-25 22:30", "10-25 23:00 | 10-26 00:00 | 10-26 01:00 | 10-26 02:00"),
+    (NYC, "0 * * * *", "11-02 03:30", "11-02 04:00 | 11-02 05:00 | 11-02 06:00 | 11-02 07:00"),
+    # fall back, a fixed list of hours: the repeated hour fires once
+    (BER, "30 1,2,3 * * *", "10-25 22:00", "10-25 23:30 | 10-26 00:30 | 10-26 02:30"),
 ]
 
 
