@@ -7,6 +7,7 @@ dictionaries these models validate, and maps their errors to file:line:col.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -51,7 +52,8 @@ def parse_duration(value: Any) -> int:
         if _DURATION_FULL.match(text):
             return sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
     raise ValueError(
-        f"{value!r} is not a duration; write seconds (45) or a string like 45s, 10m, 2h, 1d, 1h30m"
+        f"{value!r} is not a duration; write seconds such as 45, or a string like 45s, 10m, 2h, "
+        "1d, 1h30m"
     )
 
 
@@ -69,13 +71,13 @@ def format_duration(seconds: int) -> str:
 
 def _positive(value: int) -> int:
     if value <= 0:
-        raise ValueError("must be more than zero seconds")
+        raise ValueError("must be more than zero seconds; write a duration such as 30s, 5m or 1h")
     return value
 
 
 def _not_negative(value: int) -> int:
     if value < 0:
-        raise ValueError("must not be negative (0 keeps nothing)")
+        raise ValueError("must not be negative; write 0 to keep nothing, or a duration such as 1d")
     return value
 
 
@@ -83,7 +85,7 @@ _DURATION_SCHEMA = WithJsonSchema(
     {
         "anyOf": [
             {"type": "integer", "minimum": 0},
-            {"type": "string", "pattern": r"^\s*(\d+\s*[smhdw]?\s*)+$"},
+            {"type": "string", "pattern": r"^\s*(\d+\s*[smhdw]?\s*)+$|\$\{"},
         ],
         "description": "Seconds, or a string like 45s, 10m, 2h, 1d, 1h30m",
     }
@@ -113,13 +115,25 @@ def redact_url(url: str) -> str:
         netloc = f"{parts.netloc.partition(':')[0]}:***@{parts.netloc.rpartition('@')[2]}"
     if "password=" in query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [(k, "***" if k.endswith("password") else v) for k, v in pairs], safe="*"
-        )
-    if (netloc, query) == (parts.netloc, parts.query):
+        query = urlencode([(k, "***" if k.endswith("password") else v) for k, v in pairs], safe="*")
+    shown = url
+    if (netloc, query) != (parts.netloc, parts.query):
+        # Not urlunsplit: it turns "unix:///run/redis.sock" into "unix:/run/redis.sock".
+        shown = f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+    return _redact_userinfo(shown)
+
+
+def _redact_userinfo(url: str) -> str:
+    """Mask ``user:secret@`` that urlsplit misses: no scheme, or a raw '/', '?' or '#' in it."""
+    head, at, host = url.rpartition("@")
+    if not at:
         return url
-    # Not urlunsplit: it turns "unix:///run/redis.sock" into "unix:/run/redis.sock".
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+    scheme, sep, userinfo = head.partition("://")
+    prefix = scheme + sep if sep else ""
+    userinfo = userinfo if sep else head
+    if ":" not in userinfo or userinfo.endswith(":***"):
+        return url
+    return f"{prefix}{userinfo.partition(':')[0]}:***@{host}"
 
 
 class SecretUrl(str):
@@ -154,6 +168,12 @@ def _check_redis_url(value: Any) -> SecretUrl:
     if not isinstance(value, str):
         raise ValueError("must be a string like redis://localhost:6379/0")
     scheme = value.split("://", 1)[0] if "://" in value else ""
+    if not scheme:
+        # Without a scheme the value may be anything, even a bare password: do not echo it.
+        raise ValueError(
+            "the value is not a URL (no scheme://); use redis://, rediss://, unix:// "
+            "or redis+sentinel://"
+        )
     if scheme not in _REDIS_SCHEMES:
         raise ValueError(
             f"{redact_url(value)!r} is not a Redis URL; use redis://, rediss://, unix:// "
@@ -166,12 +186,14 @@ RedisUrl = Annotated[
     SecretUrl,
     PlainValidator(_check_redis_url),
     PlainSerializer(str),
-    WithJsonSchema({"type": "string", "pattern": r"^(redis|rediss|unix|redis\+sentinel)://"}),
+    # "${" too: jobs.yaml may say url: ${REDIS_URL:-redis://localhost:6379/0}.
+    WithJsonSchema({"type": "string", "pattern": r"^(redis|rediss|unix|redis\+sentinel)://|\$\{"}),
 ]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+    # hide_input_in_errors: a ValidationError printed as is must not show a Redis password.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False, hide_input_in_errors=True)
 
 
 class RedisConfig(_Model):
@@ -411,14 +433,15 @@ def _schedule_problems(
             f"{schedule.cron!r} is not a valid cron expression",
             "use 5 fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * *'",
         )
-    if schedule.grace is not None and schedule.misfire == "skip":
+    if schedule.grace is not None and schedule.misfire == "once":
         yield Problem(
             ("schedules", name, "grace"),
-            "grace has no effect with misfire: skip",
-            "remove grace, or use misfire: once",
+            "grace has no effect with misfire: once (a late tick always runs, once)",
+            "remove grace, or use misfire: skip to drop ticks later than grace",
         )
 
 
+@functools.lru_cache(maxsize=1024)  # a generated jobs.yaml repeats the same few expressions
 def _cron_ok(expression: str) -> bool:
     if len(expression.split()) != 5:
         return False

@@ -1,0 +1,279 @@
+"""`taskkit validate`, `taskkit list` and `taskkit schema`: the commands that need no Redis."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from taskkit.cli import cli, main
+from taskkit.schema import json_schema
+
+REPO = Path(__file__).parent.parent
+APPS = Path(__file__).parent / "apps"
+PASSWORD = "hunter2-s3cr3t"
+
+GOOD = f"""\
+version: 1
+pythonpath: [{json.dumps(str(APPS))}]
+redis:
+  url: redis://user:{PASSWORD}@localhost:6379/0
+defaults:
+  timeout: 3m
+  retry: {{max: 1}}
+queues:
+  critical: {{timeout: 10s}}
+  default: {{}}
+  emails: {{timeout: 1m, retry: {{max: 3, intervals: [10s, 1m]}}}}
+jobs:
+  send_receipt:
+    func: loaderapps.jobs:send_receipt
+    queue: emails
+  cleanup:
+    func: loaderapps.jobs:cleanup
+    timeout: 1h30m
+    retry: {{max: 0}}
+  heartbeat:
+    func: loaderapps.jobs:heartbeat
+    queue: critical
+schedules:
+  nightly-cleanup:
+    job: cleanup
+    cron: "0 3 * * *"
+    timezone: Europe/Berlin
+    kwargs: {{older_than_days: 30}}
+  tick:
+    job: heartbeat
+    every: 1m
+  long-ago:
+    job: heartbeat
+    at: 2001-01-01T00:00:00
+"""
+
+
+@pytest.fixture(autouse=True)
+def _isolated_imports(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield
+    for name in [m for m in sys.modules if m == "loaderapps" or m.startswith("loaderapps.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def good(tmp_path: Path) -> Path:
+    path = tmp_path / "jobs.yaml"
+    path.write_text(GOOD, encoding="utf-8")
+    return path
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    """Run the console entry point in process: (exit code, stdout, stderr)."""
+    runner = CliRunner()
+    code = 0
+    with runner.isolation() as (out, err, _):
+        try:
+            main(list(args))
+        except SystemExit as exited:
+            code = int(exited.code or 0)
+    return code, out.getvalue().decode(), err.getvalue().decode()
+
+
+def _taskkit_command() -> list[str]:
+    script = Path(sysconfig.get_path("scripts")) / "taskkit"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from taskkit.cli import main; main(sys.argv[1:])"]
+
+
+# -- validate ---------------------------------------------------------------------------------
+
+
+def test_validate_a_good_file(good: Path) -> None:
+    code, out, err = run("validate", "-c", str(good))
+    assert (code, err) == (0, "")
+    assert out == f"{good}: OK (3 jobs, 3 queues, 3 schedules)\n"
+    assert PASSWORD not in out
+
+
+def test_validate_with_click_runner(good: Path) -> None:
+    result = CliRunner().invoke(cli, ["validate", "--config", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "OK (3 jobs, 3 queues, 3 schedules)" in result.output
+
+
+def test_validate_reads_taskkit_config(good: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKKIT_CONFIG", str(good))
+    code, out, _ = run("validate")
+    assert code == 0
+    assert out.startswith(f"{good}: OK")
+
+
+def test_validate_a_missing_file(tmp_path: Path) -> None:
+    code, out, err = run("validate", "-c", str(tmp_path / "nope.yaml"))
+    assert code == 1
+    assert out == ""
+    assert err.splitlines() == [
+        f"{tmp_path / 'nope.yaml'}:1:1: <document>: no such file (create it (see the README's "
+        "jobs.yaml reference), or point -c/--config or TASKKIT_CONFIG at yours)",
+        "error: 1 problem in jobs.yaml",
+    ]
+
+
+@pytest.mark.slow
+def test_validate_the_repository_jobs_yaml_in_a_real_process() -> None:
+    done = subprocess.run(
+        [*_taskkit_command(), "validate", "-c", "jobs.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"jobs\.yaml: OK \(\d+ jobs, \d+ queues, \d+ schedules\)\n", done.stdout)
+
+
+@pytest.mark.slow
+def test_a_broken_file_in_a_real_process_shows_no_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.yaml"
+    path.write_text(GOOD.replace("timeout: 1h30m", "timeout: 1h30"), encoding="utf-8")
+    done = subprocess.run(
+        [*_taskkit_command(), "validate", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"{path}:18:14: jobs.cleanup.timeout: '1h30' is not a duration (write seconds such as "
+        "45, or a string like 45s, 10m, 2h, 1d, 1h30m)",
+        "error: 1 problem in jobs.yaml",
+    ]
+
+
+# -- list ---------------------------------------------------------------------------------------
+
+
+def test_list_shows_effective_settings(good: Path) -> None:
+    code, out, err = run("list", "-c", str(good))
+    assert (code, err) == (0, "")
+    rows = [line.split() for line in out.splitlines()]
+    assert ["send_receipt", "emails", "none", "1m", "3x", "(10s,", "1m)",
+            "loaderapps.jobs:send_receipt"] in rows  # fmt: skip
+    assert ["cleanup", "default", "none", "1h30m", "no", "loaderapps.jobs:cleanup"] in rows
+    assert ["heartbeat", "critical", "none", "10s", "1x", "(at", "once)",
+            "loaderapps.jobs:heartbeat"] in rows  # fmt: skip
+    queues = out.split("QUEUES (priority order)\n")[1].split("\n\n")[0].splitlines()
+    assert [q.split() for q in queues] == [
+        ["name", "jobs"],
+        ["critical", "1"],
+        ["default", "1"],
+        ["emails", "1"],
+    ]
+    schedules = {
+        row[0]: row for row in rows if row and row[0] in {"nightly-cleanup", "tick", "long-ago"}
+    }
+    assert schedules["nightly-cleanup"][:7] == [
+        "nightly-cleanup",
+        "cleanup",
+        "cron",
+        "0",
+        "3",
+        "*",
+        "*",
+    ]
+    assert "Europe/Berlin" in schedules["nightly-cleanup"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT03:00:00\+0[12]:00", schedules["nightly-cleanup"][-1])
+    assert schedules["tick"][2:4] == ["every", "1m"]
+    assert schedules["long-ago"][-1] == "-"
+
+
+def test_list_and_validate_never_show_the_password(good: Path) -> None:
+    _, listed, _ = run("list", "-c", str(good))
+    _, validated, _ = run("validate", "-c", str(good))
+    assert "redis: redis://user:***@localhost:6379/0" in listed.splitlines()
+    assert PASSWORD not in listed
+    assert PASSWORD not in validated
+
+
+def test_errors_never_show_the_password(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.yaml"
+    path.write_text(
+        f"version: 1\nredis:\n  url: http://user:{PASSWORD}@localhost:6379/0\n  urll: x\n",
+        encoding="utf-8",
+    )
+    for command in ("validate", "list"):
+        code, out, err = run(command, "-c", str(path))
+        assert code == 1
+        assert "is not a Redis URL" in err
+        assert PASSWORD not in out + err
+
+
+def test_list_of_a_broken_file_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.yaml"
+    path.write_text("version: 1\njobz: {}\n", encoding="utf-8")
+    code, out, err = run("list", "-c", str(path))
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"{path}:2:1: jobz: unknown key 'jobz' (did you mean 'jobs'?)",
+        "error: 1 problem in jobs.yaml",
+    ]
+
+
+# -- schema -------------------------------------------------------------------------------------
+
+
+def test_the_committed_schema_is_the_generated_one() -> None:
+    committed = (REPO / "taskkit.schema.json").read_text(encoding="utf-8")
+    assert json.loads(committed) == json_schema(), (
+        "taskkit.schema.json is stale: run `taskkit schema -o taskkit.schema.json`"
+    )
+    code, out, _ = run("schema")
+    assert code == 0
+    assert out == committed
+
+
+def test_schema_to_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "schema.json"
+    code, out, _ = run("schema", "-o", str(target))
+    assert (code, out) == (0, f"wrote {target}\n")
+    assert json.loads(target.read_text(encoding="utf-8")) == json_schema()
+
+
+def test_schema_patterns_accept_what_the_loader_accepts() -> None:
+    """Editors must not flag ${VAR} URLs or durations the loader takes (the repo's jobs.yaml)."""
+    defs = json_schema()["$defs"]
+    url = defs["RedisConfig"]["properties"]["url"]["pattern"]
+    duration = next(
+        option["pattern"]
+        for option in defs["JobConfig"]["properties"]["timeout"]["anyOf"][0]["anyOf"]
+        if "pattern" in option
+    )
+    for good_url in (
+        "redis://localhost:6379/0",
+        "unix:///run/redis.sock",
+        "${REDIS_URL:-redis://x}",
+    ):
+        assert re.search(url, good_url), good_url
+    assert not re.search(url, "http://localhost")
+    for good_duration in ("45", "45s", "3m", "1h30m", "1h 30m", "${TIMEOUT:-3m}"):
+        assert re.search(duration, good_duration), good_duration
+    assert not re.search(duration, "soon")
+
+
+def test_the_repository_jobs_yaml_matches_the_schema() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    document = yaml.safe_load((REPO / "jobs.yaml").read_text(encoding="utf-8"))
+    schema = json.loads((REPO / "taskkit.schema.json").read_text(encoding="utf-8"))
+    jsonschema.validate(document, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**document, "jobz": {}}, schema)
