@@ -529,7 +529,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         for problem in error.problems:
             click.echo(str(problem), err=True)
         count = len(error.problems)
-        click.echo(f"error: {count} problem{'s' if count != 1 else ''} in jobs.yaml", err=True)
+        # Each problem line has the full path; the summary names the file briefly.
+        files = sorted({Path(p.file).name for p in error.problems if p.file}) or ["jobs.yaml"]
+        noun = "problem" if count == 1 else "problems"
+        click.echo(f"error: {count} {noun} in {', '.join(files)}", err=True)
         sys.exit(error.exit_code)
     except TaskkitError as error:
         click.echo(f"error: {error}", err=True)
@@ -540,11 +543,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         if os.environ.get("TASKKIT_DEBUG"):
             raise
         click.echo(
-            f"error: unexpected {type(error).__name__}: {error} "
+            f"error: unexpected {type(error).__name__}: {_without_passwords(str(error))} "
             "(set TASKKIT_DEBUG=1 for the traceback, and please report it)",
             err=True,
         )
         sys.exit(1)
+
+
+def _without_passwords(text: str) -> str:
+    """Any URL in ``text`` with its password hidden: unexpected errors may quote one."""
+    import re
+
+    from taskkit.config import redact_url
+
+    return re.sub(r"[a-z+]+://\S+", lambda m: redact_url(m.group(0)), text)
 
 
 def flask_group() -> click.Group:

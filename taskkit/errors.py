@@ -29,7 +29,12 @@ class Problem:
     @property
     def key_path(self) -> str:
         """The dotted key path, e.g. ``jobs.send_receipt.retry.max``."""
-        return ".".join(str(part) for part in self.path) or "<document>"
+        # repr() for odd keys keeps one problem on one line (a key may hold a newline).
+        parts = (
+            str(part) if isinstance(part, int) or str(part).isprintable() else repr(part)
+            for part in self.path
+        )
+        return ".".join(parts) or "<document>"
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}: " if self.file else ""

@@ -15,8 +15,8 @@ def json_schema() -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
-        "title": "taskkit jobs.yaml",
         **schema,
+        "title": "taskkit jobs.yaml",  # after the models' own title ("TaskkitConfig")
     }
 
 
