@@ -123,7 +123,7 @@ def test_validate_a_missing_file(tmp_path: Path) -> None:
     assert err.splitlines() == [
         f"{tmp_path / 'nope.yaml'}:1:1: <document>: no such file (create it (see the README's "
         "jobs.yaml reference), or point -c/--config or TASKKIT_CONFIG at yours)",
-        "error: 1 problem in jobs.yaml",
+        "error: 1 problem in nope.yaml",
     ]
 
 
