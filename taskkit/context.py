@@ -10,10 +10,11 @@ from __future__ import annotations
 import importlib
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, current_app, has_app_context, has_request_context
+from flask import Flask, current_app, has_app_context
 
 from taskkit.config import AppConfig, Context
 from taskkit.errors import AppFactoryError
@@ -80,8 +81,13 @@ class ProcessApp:
                     self._app = self._build()
         return self._app
 
-    def adopt(self, app: Flask) -> None:
-        """Use an app built elsewhere (the Flask extension's) instead of building one."""
+    @property
+    def built(self) -> Flask | None:
+        """The app if it was built or adopted already, else None."""
+        return self._app
+
+    def adopt(self, app: Flask | None) -> None:
+        """Use an app built elsewhere (a test's) instead of building one; None forgets it."""
         self._app = app
 
     def _build(self) -> Flask:
@@ -103,20 +109,23 @@ def run(
 ) -> Any:
     """Call ``func`` under ``policy``.
 
-    An active context (eager mode, a test) is reused; otherwise a fresh one of the
-    process's app is pushed for this call and popped after it.
+    An active app context (eager mode, a test) is reused; otherwise a fresh one of the
+    process's app is pushed for this call and popped after it. A ``request`` job always
+    gets a request of its own, built from ``app.server_name`` as in a worker, even when
+    enqueued eagerly from a view: it must not see (or depend on) the view's request.
     """
     if policy == "none":
         return func(*args, **kwargs)
-    if policy == "app":
-        if has_app_context():
+    if has_app_context():
+        if policy == "app":
             return func(*args, **kwargs)
-        with process_app.get().app_context():
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        # Pushed on the active app context, which it reuses: no teardown runs at its end.
+        with _request_context(app, process_app):
             return func(*args, **kwargs)
-    if has_request_context():
-        return func(*args, **kwargs)
-    app: Flask = current_app._get_current_object() if has_app_context() else process_app.get()  # type: ignore[attr-defined]
-    with _request_context(app, process_app):
+    app = process_app.get()
+    context = app.app_context() if policy == "app" else _request_context(app, process_app)
+    with context:
         return func(*args, **kwargs)
 
 
@@ -137,12 +146,32 @@ def install_fork_hygiene(app: Flask) -> None:
     The parent's pooled connections are closed now, and a forked child drops what it
     inherited without closing the parent's sockets (SQLAlchemy's advice for forks:
     ``engine.dispose(close=False)``), so no connection is ever used by two processes.
+    Safe to call again: each engine is tracked once and one fork hook serves them all.
     """
-    engines = _sqlalchemy_engines(app)
+    global _hook_installed  # noqa: PLW0603 - os.register_at_fork hooks cannot be removed
+    # An in-memory SQLite database lives in its one connection: disposing would erase it.
+    engines = [engine for engine in _sqlalchemy_engines(app) if not _in_memory(engine)]
     for engine in engines:
         engine.dispose()
-    if engines:
-        os.register_at_fork(after_in_child=lambda: _forget(engines))
+        _forked_engines.add(engine)
+    if engines and not _hook_installed:
+        os.register_at_fork(after_in_child=_forget_inherited_connections)
+        _hook_installed = True
+
+
+# Engines whose pools a forked child must drop; weak, so a discarded app is not kept alive.
+_forked_engines: weakref.WeakSet[Any] = weakref.WeakSet()
+_hook_installed = False
+
+
+def _forget_inherited_connections() -> None:
+    for engine in list(_forked_engines):
+        engine.dispose(close=False)
+
+
+def _in_memory(engine: Any) -> bool:
+    url = engine.url
+    return bool(url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"))
 
 
 def _sqlalchemy_engines(app: Flask) -> list[Any]:
@@ -156,11 +185,6 @@ def _sqlalchemy_engines(app: Flask) -> list[Any]:
         return list(per_app[app].values())
     with app.app_context():
         return list(extension.engines.values())
-
-
-def _forget(engines: list[Any]) -> None:
-    for engine in engines:
-        engine.dispose(close=False)
 
 
 __all__ = ["ProcessApp", "build_app", "install_fork_hygiene", "run"]

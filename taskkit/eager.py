@@ -1,28 +1,41 @@
 """Eager mode: enqueue runs the job at once, in the caller's process and context.
 
-For tests and local scripts: the same argument checks and a JSON round trip of the
-arguments as a real enqueue, then the job runs inside the caller's active app context
-(the test's app and database) when there is one. No Redis is needed or touched.
+For tests and local scripts: the same argument checks and a serializer round trip of
+the arguments as a real enqueue (so a tuple arrives as a list, as it would in a worker),
+then the job runs inside the caller's active app context (the test's app and database)
+when there is one. No Redis is needed or touched.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
+import traceback
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import redis
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
+from rq.utils import now
 
 if TYPE_CHECKING:
     from taskkit.registry import DeclaredJob, Registry
 
-_UNCONNECTED = redis.Redis(host="eager-mode.invalid")  # never sends a command
+# A client that is never used: an eager job lives in memory only. Creating it sends nothing.
+_UNCONNECTED = redis.Redis(host="eager-mode.invalid")
 
 
 class EagerJob(Job):
-    """An :class:`rq.job.Job` that already ran; it lives in memory, never in Redis."""
+    """An :class:`rq.job.Job` that already ran; it lives in memory, never in Redis.
+
+    It carries what a real enqueue would (queue, timeout, TTLs, retry, description, the
+    job's name in ``meta``) and answers ``get_status()``, ``return_value()``, ``result``
+    and ``exc_info`` without Redis. Methods that read or write Redis do not work on it.
+    """
+
+    _status: JobStatus
+    _exc_info: str | None = None
 
     def get_status(self, refresh: bool = True) -> JobStatus:
         """FINISHED, or FAILED when the job raised (and exceptions were not propagated)."""
@@ -39,8 +52,21 @@ class EagerJob(Job):
 
     @property
     def exc_info(self) -> str | None:
-        """The exception text when the job failed."""
+        """The traceback text when the job failed."""
         return self._exc_info
+
+
+def round_trip(
+    serializer: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments as a worker would receive them after ``serializer`` carried them."""
+    if serializer == "json":
+        # What the worker would see: tuples become lists, dict keys become strings.
+        args_list, kwargs = json.loads(json.dumps([list(args), kwargs]))
+        return tuple(args_list), kwargs
+    # Pickle keeps types but not identity: the job gets copies, as a worker would.
+    copied: tuple[tuple[Any, ...], dict[str, Any]] = pickle.loads(pickle.dumps((args, kwargs)))
+    return copied
 
 
 def run_eagerly(
@@ -56,28 +82,40 @@ def run_eagerly(
     With ``propagate`` (the default) the job's exception reaches the caller, so a
     failing job fails the test that enqueued it.
     """
-    if registry.config.serializer == "json":
-        # What the worker would see: tuples become lists, keys become strings.
-        args_list, kwargs = json.loads(json.dumps([list(args), kwargs]))
-        args = tuple(args_list)
-    job = EagerJob(str(uuid.uuid4()), connection=_UNCONNECTED, serializer=JSONSerializer)
-    job.func_name = declared.settings.rq_func_name
-    job.args, job.kwargs = args, kwargs
-    job.origin = declared.settings.queue
-    job.description = declared.settings.description
-    job.meta = {"taskkit_job": declared.name}
+    args, kwargs = round_trip(registry.config.serializer, args, kwargs)
+    job = _new_job(declared, args, kwargs)
+    job.started_at = now()
     try:
         job._result = registry.call(declared, args, kwargs)
     except Exception:
+        job.ended_at = now()
         job._status = JobStatus.FAILED
-        import traceback
-
         job._exc_info = traceback.format_exc()
         if propagate:
             raise
         return job
+    job.ended_at = now()
     job._status = JobStatus.FINISHED
     return job
 
 
-__all__ = ["EagerJob", "run_eagerly"]
+def _new_job(declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any]) -> EagerJob:
+    settings = declared.settings
+    job = EagerJob(str(uuid.uuid4()), connection=_UNCONNECTED, serializer=JSONSerializer)
+    job.func_name = settings.rq_func_name
+    job.args, job.kwargs = args, kwargs
+    job.origin = settings.queue
+    job.description = settings.description
+    job.timeout = settings.timeout
+    job.result_ttl = settings.result_ttl
+    job.failure_ttl = settings.failure_ttl
+    retry = declared.retry
+    if retry is not None:
+        job.retries_left = retry.max
+        job.retry_intervals = retry.intervals
+    job.meta = {"taskkit_job": declared.name}
+    job.enqueued_at = now()
+    return job
+
+
+__all__ = ["EagerJob", "round_trip", "run_eagerly"]

@@ -8,7 +8,7 @@ imported or connected a second time.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
@@ -44,12 +44,9 @@ class TaskKit:
             or "jobs.yaml"
         )
         registry = load(path)
-        if self._eager is not None:
-            eager = self._eager
-        elif "TASKKIT_EAGER" in app.config:
+        eager = self._eager
+        if eager is None and "TASKKIT_EAGER" in app.config:
             eager = _truthy(app.config["TASKKIT_EAGER"])
-        else:
-            eager = registry.eager
         app.extensions["taskkit"] = _State(registry, eager, app)
         self._app = app
         from taskkit.cli import flask_group
@@ -73,33 +70,55 @@ class TaskKit:
 
     def enqueue(self, name: str, /, *args: Any, **kwargs: Any) -> Job:
         """Enqueue job ``name`` (or, in eager mode, run it now in this app's context)."""
-        return self._state().enqueue(name, *args, **kwargs)
+        return self._state().submit(name, args, kwargs)
 
     def enqueue_in(self, delay: timedelta, name: str, /, *args: Any, **kwargs: Any) -> Job:
-        """Enqueue job ``name`` to run after ``delay``."""
-        return self._state().registry.enqueue_in(delay, name, *args, **kwargs)
+        """Enqueue job ``name`` to run after ``delay`` (in eager mode: run it now)."""
+        return self._state().enqueue_in(delay, name, *args, **kwargs)
 
     def enqueue_at(self, when: datetime, name: str, /, *args: Any, **kwargs: Any) -> Job:
-        """Enqueue job ``name`` to run at ``when``."""
-        return self._state().registry.enqueue_at(when, name, *args, **kwargs)
+        """Enqueue job ``name`` to run at ``when``, naive meaning UTC (in eager mode: now)."""
+        return self._state().enqueue_at(when, name, *args, **kwargs)
 
 
 class _State:
-    """What ``app.extensions["taskkit"]`` holds: the registry and the app's eager flag."""
+    """What ``app.extensions["taskkit"]`` holds: the registry and the app's eager flag.
 
-    def __init__(self, registry: Registry, eager: bool, app: Flask) -> None:
+    ``eager`` None means "as ``$TASKKIT_EAGER`` says when the job is enqueued".
+    """
+
+    def __init__(self, registry: Registry, eager: bool | None, app: Flask) -> None:
         self.registry = registry
         self.eager = eager
         self.app = app
 
     def enqueue(self, name: str, /, *args: Any, **kwargs: Any) -> Job:
         """Enqueue, or run at once in this app's context when eager."""
-        if not self.eager:
-            return self.registry.enqueue(name, *args, **kwargs)
-        if has_app_context():
-            return self.registry.run_now(name, *args, **kwargs)
+        return self.submit(name, args, kwargs)
+
+    def enqueue_in(self, delay: timedelta, name: str, /, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue to run after ``delay`` (when eager: run now)."""
+        return self.submit(name, args, kwargs, at=datetime.now(UTC) + delay)
+
+    def enqueue_at(self, when: datetime, name: str, /, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue to run at ``when``, naive meaning UTC (when eager: run now)."""
+        return self.submit(name, args, kwargs, at=when if when.tzinfo else when.replace(tzinfo=UTC))
+
+    def submit(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        at: datetime | None = None,
+    ) -> Job:
+        """Enqueue through the registry with this app's eager setting, which wins over
+        ``$TASKKIT_EAGER``; an eager job runs in the active context, else in this app's."""
+        eager = self.registry.eager if self.eager is None else self.eager
+        if not eager or has_app_context():
+            return self.registry.submit(name, args, kwargs, at=at, eager=eager)
         with self.app.app_context():
-            return self.registry.run_now(name, *args, **kwargs)
+            return self.registry.submit(name, args, kwargs, at=at, eager=True)
 
 
 def _truthy(value: Any) -> bool:

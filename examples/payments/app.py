@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+
 from taskkit.flask import TaskKit
 
 from .db import db

@@ -1,0 +1,87 @@
+"""Jobs that report the context they ran in, for taskkit's worker tests.
+
+Each returns plain data, stored by RQ as the job's result, so a test can read what the
+job saw from Redis whichever process ran it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import current_app, has_app_context, has_request_context, url_for
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+
+# Importing this module (which the registry does before the app is built) makes every
+# new database connection remember the process that opened it.
+IMPORTED_IN = os.getpid()
+
+
+@event.listens_for(Engine, "connect")
+def _remember_opener(dbapi_connection: Any, connection_record: Any) -> None:
+    connection_record.info["opened_by"] = os.getpid()
+
+
+def context_report() -> dict[str, Any]:
+    """What Flask context the job runs in, and in which process."""
+    report: dict[str, Any] = {
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "app_context": has_app_context(),
+        "request_context": has_request_context(),
+    }
+    if has_app_context():
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        report["app_name"] = app.name
+        report["app_id"] = id(app)
+        report["testing"] = app.testing
+    if has_request_context():
+        report["url"] = url_for("payments.receipt", payment_id=7, _external=True)
+    return report
+
+
+def fail_in_context(reason: str = "boom") -> None:
+    """Raise, so that a test can see teardown run after a failure too."""
+    raise RuntimeError(reason)
+
+
+def sleep_then_mark(seconds: float, marker: str) -> int:
+    """Sleep, then write this process's pid to ``marker``; returns the pid."""
+    time.sleep(seconds)
+    Path(marker).write_text(str(os.getpid()), encoding="utf-8")
+    return os.getpid()
+
+
+def fail_then_mark(marker: str) -> str:
+    """Fail on the first try; on a retry, mark and succeed."""
+    path = Path(marker)
+    attempts = int(path.read_text(encoding="utf-8")) if path.exists() else 0
+    path.write_text(str(attempts + 1), encoding="utf-8")
+    if attempts == 0:
+        raise RuntimeError("first attempt fails")
+    return f"attempt {attempts + 1}"
+
+
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Return the arguments as the worker received them, with their type names."""
+    return {
+        "args": [repr(a) for a in args],
+        "kwargs": {k: repr(v) for k, v in kwargs.items()},
+        "types": [type(a).__name__ for a in args],
+    }
+
+
+def database_report() -> dict[str, Any]:
+    """Which process opened the database connection this job uses."""
+    from payments.db import db
+
+    connection = db.session.connection()
+    connection.execute(text("SELECT 1"))
+    return {
+        "pid": os.getpid(),
+        "opened_by": connection.connection.info.get("opened_by"),
+        "checked_out": db.engine.pool.checkedout(),
+    }

@@ -1,0 +1,182 @@
+"""The Flask extension: TaskKit(app), init_app, eager settings, ``flask taskkit``."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from rq import Queue
+from rq.job import JobStatus
+from rq.registry import ScheduledJobRegistry
+from worker_support import PROBE_JOBS, REPO_ROOT
+
+from taskkit import Registry
+from taskkit import registry as registry_module
+from taskkit.eager import EagerJob
+from taskkit.execution import TaskkitJob, prepare_process
+from taskkit.flask import TaskKit
+from taskkit.testing import use_redis
+
+
+def make_app(tmp_path: Path, **config: Any) -> Flask:
+    from payments.app import create_app
+
+    return create_app(
+        "testing",
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'test.sqlite'}",
+        TASKKIT_CONFIG=str(PROBE_JOBS),
+        **config,
+    )
+
+
+@pytest.fixture
+def app(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    """The payments app (testing config) on the probe jobs.yaml and the test Redis."""
+    monkeypatch.delenv("TASKKIT_EAGER", raising=False)
+    sys.path.insert(0, str(REPO_ROOT / "examples"))
+    app = make_app(tmp_path)
+    with use_redis(app.extensions["taskkit"].registry, redis_url):
+        yield app
+    sys.path.remove(str(REPO_ROOT / "examples"))
+
+
+def test_taskkit_registers_itself_and_enqueues_plain_rq_jobs(app: Flask) -> None:
+    state = app.extensions["taskkit"]
+    assert state.registry.path == PROBE_JOBS
+    job = app.extensions["taskkit"].enqueue("report_app")
+    assert job.get_status() == JobStatus.QUEUED
+    assert Queue("default", connection=state.registry.connection).job_ids == [job.id]
+
+
+def test_init_app_and_the_config_path_order(
+    app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "other.yaml"
+    other.write_text("version: 1\njobs:\n  dump: {func: 'json:dumps'}\n", encoding="utf-8")
+
+    tk = TaskKit()
+    plain = Flask("plain")
+    plain.config["TASKKIT_CONFIG"] = str(PROBE_JOBS)
+    tk.init_app(plain)
+    assert tk.registry.path == PROBE_JOBS  # from app.config
+    assert TaskKit(Flask("explicit"), config=str(other)).registry.path == other  # config= wins
+    monkeypatch.setenv("TASKKIT_CONFIG", str(other))
+    assert TaskKit(Flask("from_env")).registry.path == other  # then $TASKKIT_CONFIG
+
+
+def test_the_extension_follows_the_current_app(app: Flask) -> None:
+    tk = TaskKit()
+    first, second = Flask("first"), Flask("second")
+    first.config["TASKKIT_CONFIG"] = second.config["TASKKIT_CONFIG"] = str(PROBE_JOBS)
+    tk.init_app(first)
+    tk.init_app(second)
+    with second.app_context():
+        assert tk._state().app is second
+    with pytest.raises(RuntimeError, match=r"call TaskKit\(app\) or tk.init_app\(app\)"):
+        TaskKit().enqueue("noop")
+
+
+def test_enqueue_in_through_the_extension_lands_in_the_scheduled_registry(app: Flask) -> None:
+    state = app.extensions["taskkit"]
+    tk = TaskKit()
+    tk._app = app
+    job = tk.enqueue_in(timedelta(minutes=1), "report_none")
+    scheduled = ScheduledJobRegistry("default", connection=state.registry.connection)
+    assert scheduled.get_job_ids() == [job.id]
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        ({"eager": True}, True),
+        ({"config": {"TASKKIT_EAGER": True}}, True),
+        ({"config": {"TASKKIT_EAGER": "0"}, "env": "1"}, False),  # the app's setting wins
+        ({"env": "1"}, True),
+        ({"eager": False, "env": "1"}, False),  # TaskKit(app, eager=False) wins over the env
+        ({}, False),
+    ],
+)
+def test_where_eager_mode_comes_from(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, how: dict[str, Any], expected: bool
+) -> None:
+    if "env" in how:
+        monkeypatch.setenv("TASKKIT_EAGER", how["env"])
+    other = Flask("other")
+    other.config["TASKKIT_CONFIG"] = str(PROBE_JOBS)
+    other.config.update(how.get("config", {}))
+    tk = TaskKit(other, eager=how.get("eager"))
+    # The same per-process registry as the app fixture's, so it sends to the test Redis.
+    assert tk.registry is app.extensions["taskkit"].registry
+    if expected:
+        job = tk.enqueue("report_app")
+        assert isinstance(job, EagerJob)
+        assert job.return_value()["app_name"] == "other"  # ran at once, in the extension's app
+        later = tk.enqueue_in(timedelta(hours=1), "report_none")
+        assert later.get_status() == JobStatus.FINISHED  # eager runs delayed jobs at once too
+    else:
+        queued = tk.enqueue("report_app")
+        assert queued.get_status() == JobStatus.QUEUED
+
+
+def test_the_worker_app_reuses_the_registry_it_was_built_for(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    """A factory that calls TaskKit(app) inside the worker loads nothing a second time."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setattr(registry_module, "_cache", {})
+    loads: list[Path] = []
+    real_load = registry_module._load
+
+    def counting_load(file: Path) -> Registry:
+        loads.append(file)
+        return real_load(file)
+
+    monkeypatch.setattr(registry_module, "_load", counting_load)
+    monkeypatch.setattr(TaskkitJob, "registry", None)
+    monkeypatch.delenv("TASKKIT_CONFIG", raising=False)
+
+    registry = registry_module.load(PROBE_JOBS)
+    prepare_process(registry)  # what run-worker does: builds the app from the factory
+
+    app = registry.process_app.built
+    assert app is not None
+    assert app.extensions["taskkit"].registry is registry
+    assert len(loads) == 1
+    assert os.environ["TASKKIT_CONFIG"] == str(PROBE_JOBS)
+
+
+def flask_command(*args: str) -> list[str]:
+    script = Path(sys.executable).parent / "flask"
+    return [str(script), *args] if script.exists() else [sys.executable, "-m", "flask", *args]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("list", r"send_payment_receipt\s+emails\s+request"),
+        ("validate", r"jobs.yaml: OK \(\d+ jobs, \d+ queues"),
+    ],
+)
+def test_flask_taskkit_commands(command: str, expected: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "examples")}
+    env.pop("TASKKIT_CONFIG", None)
+    done = subprocess.run(
+        flask_command("--app", "payments.app:create_app", "taskkit", command),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(expected, done.stdout)
