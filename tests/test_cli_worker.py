@@ -294,6 +294,10 @@ def test_enqueue_with_redis_down_is_one_line_without_the_password(worker_cli: Wo
 def test_a_sigterm_while_idle_exits_0(worker_cli: WorkerCli, taskkit_registry: Registry) -> None:
     process = worker_cli.start("run-worker", "-c", CONFIG, "--worker-class", "simple")
     connection = taskkit_registry.connection
-    wait_for(lambda: Worker.count(connection=connection) == 1, what="the worker to register")
+    # Idle means listening: RQ registers a worker before it installs its signal handlers.
+    wait_for(
+        lambda: [w.get_state() for w in Worker.all(connection=connection)] == ["idle"],
+        what="the worker to wait for jobs",
+    )
     assert worker_cli.stop(process) == 0, worker_cli.stderr(process)
     assert Worker.count(connection=connection) == 0
