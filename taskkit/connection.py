@@ -1,58 +1,156 @@
-"""Redis connections from the URL in jobs.yaml, with errors that never show the password."""
+"""Redis connections from the URL in jobs.yaml, with errors that never show the password.
+
+URL forms (``redis.url`` in jobs.yaml, or ``$TASKKIT_REDIS_URL``, which wins):
+
+- ``redis://[[user]:password@]host[:port][/db]``
+- ``rediss://...`` (TLS; e.g. ``?ssl_ca_certs=/etc/ssl/redis-ca.pem``)
+- ``unix://[[user]:password@]/path/to/redis.sock[?db=N]``
+- ``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]``
+  with optional ``?sentinel_password=...&sentinel_username=...&socket_timeout=...&
+  socket_connect_timeout=...``; the password in the userinfo is the one of the
+  master (and replicas), as in rq-dashboard's redis-sentinel-url.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 
-from taskkit.config import SecretUrl, redact_url
+from taskkit.config import RedisConfig, SecretUrl, redact_url
 from taskkit.errors import RedisUnavailableError
+from taskkit.redaction import scrub
 
 T = TypeVar("T")
+
+OVERRIDE_VARIABLE = "TASKKIT_REDIS_URL"
+"""An environment variable whose URL wins over jobs.yaml's ``redis.url``."""
+
+SENTINEL_PORT = 26379
+_SENTINEL_FLOAT_OPTIONS = ("socket_timeout", "socket_connect_timeout")
+_SENTINEL_AUTH_OPTIONS = ("sentinel_password", "sentinel_username")
+
+
+def effective_url(configured: SecretUrl) -> SecretUrl:
+    """``$TASKKIT_REDIS_URL`` if set (``taskkit dev`` sets it for its children), else
+    ``configured`` (jobs.yaml's ``redis.url``).
+
+    Raises :class:`RedisUnavailableError` if the variable holds something that is not a
+    Redis URL; the message never shows its value's password.
+    """
+    override = os.environ.get(OVERRIDE_VARIABLE, "").strip()
+    if not override:
+        return configured
+    try:
+        return RedisConfig(url=override).url
+    except ValueError:  # pydantic's ValidationError; hide_input_in_errors keeps it quiet
+        raise RedisUnavailableError(
+            f"${OVERRIDE_VARIABLE} is not a Redis URL ({redact_url(override)!r}); use "
+            "redis://, rediss://, unix:// or redis+sentinel://, or unset it to use "
+            "redis.url from jobs.yaml"
+        ) from None
 
 
 def connect(url: SecretUrl | str) -> redis.Redis:
     """A Redis client for ``url`` (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``).
 
-    No command is sent: the client connects on first use.
+    No command is sent: the client connects on first use. A URL that cannot be parsed
+    raises :class:`RedisUnavailableError` naming what is wrong (never the password).
     """
     real = url.reveal() if isinstance(url, SecretUrl) else url
-    if real.startswith("redis+sentinel://"):
-        return _sentinel_master(real)
-    return redis.Redis.from_url(real)
+    try:
+        if real.startswith("redis+sentinel://"):
+            return _sentinel_master(parse_sentinel_url(real))
+        return redis.Redis.from_url(real)
+    except ValueError as error:
+        raise RedisUnavailableError(
+            f"{redact_url(real)} is not a valid Redis URL: {scrub(str(error))}; "
+            "see the URL forms in taskkit's README"
+        ) from None
 
 
-def _sentinel_master(url: str) -> redis.Redis:
-    """``redis+sentinel://[:password@]host:port[,host:port]/service_name[/db]``."""
-    from redis.sentinel import Sentinel
+@dataclass(frozen=True)
+class SentinelUrl:
+    """The parts of a ``redis+sentinel://`` URL."""
 
+    hosts: list[tuple[str, int]]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    sentinel_kwargs: dict[str, str] = field(default_factory=dict, repr=False)
+    socket_options: dict[str, float] = field(default_factory=dict)
+
+
+def parse_sentinel_url(url: str) -> SentinelUrl:
+    """Read ``redis+sentinel://[[user]:password@]host:port[,host:port]/service[/db][?...]``.
+
+    Raises ``ValueError`` with a message that never contains the password.
+    """
     parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    hosts = []
-    for item in netloc.split(","):
-        host, _, port = item.partition(":")
-        hosts.append((host or "localhost", int(port or 26379)))
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    user, has_password, secret = userinfo.partition(":")
     path = [p for p in parts.path.split("/") if p]
     if not path:
-        raise RedisUnavailableError(
-            f"{redact_url(url)}: no service name; write redis+sentinel://host:26379/mymaster/0"
-        )
-    service, db = path[0], int(path[1]) if len(path) > 1 else 0
-    options = {k: v[0] for k, v in parse_qs(parts.query).items()}
-    password = parts.password
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        hosts,
-        sentinel_kwargs={"password": options.get("sentinel_password")}
-        if "sentinel_password" in options
-        else None,
-        password=password,
-        db=db,
+        raise ValueError("no service name; write redis+sentinel://host:26379/mymaster/0")
+    if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError(f"the path must be /service_name or /service_name/db, not {parts.path!r}")
+    sentinel_kwargs, socket_options = _sentinel_options(parts.query)
+    return SentinelUrl(
+        hosts=[_host_port(item) for item in hostlist.split(",")],
+        service=unquote(path[0]),
+        db=int(path[1]) if len(path) == 2 else 0,
+        username=unquote(user) or None,
+        password=unquote(secret) if has_password else None,
+        sentinel_kwargs=sentinel_kwargs,
+        socket_options=socket_options,
     )
-    master: redis.Redis = sentinel.master_for(service)  # type: ignore[no-untyped-call]
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[::1]:port`` -> (host, port)."""
+    match = re.fullmatch(r"\s*(\[[^\]]*\]|[^:]*)(?::([^:]*))?\s*", item)
+    if match is None or not (match.group(2) or "0").isdigit():
+        raise ValueError(f"{item!r} is not host:port (the port must be a number)")
+    host = match.group(1).strip("[]") or "localhost"
+    return host, int(match.group(2) or SENTINEL_PORT)
+
+
+def _sentinel_options(query: str) -> tuple[dict[str, str], dict[str, float]]:
+    sentinel_kwargs: dict[str, str] = {}
+    socket_options: dict[str, float] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key in _SENTINEL_AUTH_OPTIONS:
+            sentinel_kwargs[key.removeprefix("sentinel_")] = value
+        elif key in _SENTINEL_FLOAT_OPTIONS:
+            try:
+                socket_options[key] = float(value)
+            except ValueError:
+                raise ValueError(f"{key}={value!r} is not a number of seconds") from None
+        else:
+            known = ", ".join(_SENTINEL_AUTH_OPTIONS + _SENTINEL_FLOAT_OPTIONS)
+            raise ValueError(f"unknown option {key!r} (known: {known})")
+    return sentinel_kwargs, socket_options
+
+
+def _sentinel_master(url: SentinelUrl) -> redis.Redis:
+    from redis.sentinel import Sentinel
+
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        url.hosts,
+        sentinel_kwargs={**url.sentinel_kwargs, **url.socket_options} or None,
+        username=url.username,
+        password=url.password,
+        db=url.db,
+        **url.socket_options,
+    )
+    master: redis.Redis = sentinel.master_for(url.service)  # type: ignore[no-untyped-call]
     return master
 
 
@@ -69,19 +167,40 @@ def redis_errors(url: SecretUrl | str, doing: str) -> Iterator[None]:
     except redis.AuthenticationError:  # a subclass of ConnectionError: test it first
         raise RedisUnavailableError(
             f"cannot {doing}: Redis at {describe(url)} refused the password; "
-            "check the password in redis.url"
+            f"check the password in {_where_set()}"
         ) from None
     except (redis.ConnectionError, redis.TimeoutError) as error:
         raise RedisUnavailableError(
             f"cannot {doing}: Redis at {describe(url)} is not reachable ({_reason(error)}); "
-            "start Redis or set redis.url (or REDIS_URL) in jobs.yaml to a server that runs"
+            f"{_fix_for(error)}"
         ) from None
+
+
+def _where_set() -> str:
+    if os.environ.get(OVERRIDE_VARIABLE, "").strip():
+        return f"${OVERRIDE_VARIABLE}"
+    return "redis.url (or REDIS_URL) in jobs.yaml"
+
+
+def _fix_for(error: Exception) -> str:
+    if "SSL" in str(error) or "certificate" in str(error):
+        return (
+            "for a self-signed or private CA, add ?ssl_ca_certs=/path/to/ca.pem to the "
+            "rediss:// URL"
+        )
+    return f"start Redis or set {_where_set()} to a server that runs"
+
+
+# redis-py's sentinel errors append the repr of every client they tried (pools,
+# connection kwargs, object addresses): keep only the sentence before it.
+_CLIENT_REPR = re.compile(r"\s*:\s*<redis\..*", re.DOTALL)
 
 
 def _reason(error: Exception) -> str:
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    text = _CLIENT_REPR.sub("", text)
     # redis-py puts host and port in the message, never the password; keep it short.
-    return text.rstrip(".")
+    return scrub(text).rstrip(".")
 
 
 def call(url: SecretUrl | str, doing: str, action: Callable[[], T]) -> T:
@@ -90,4 +209,13 @@ def call(url: SecretUrl | str, doing: str, action: Callable[[], T]) -> T:
         return action()
 
 
-__all__ = ["call", "connect", "describe", "redis_errors"]
+__all__ = [
+    "OVERRIDE_VARIABLE",
+    "SentinelUrl",
+    "call",
+    "connect",
+    "describe",
+    "effective_url",
+    "parse_sentinel_url",
+    "redis_errors",
+]

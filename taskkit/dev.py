@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType
 
-from taskkit.config import redact_url
+from taskkit import connection
+from taskkit.config import SecretUrl, redact_url
 from taskkit.redis_server import EmbeddedRedis, ensure_redis
 from taskkit.registry import Registry
 
@@ -76,14 +77,14 @@ class DevRunner:
         """Run until Ctrl-C / SIGTERM; returns the exit code."""
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGTERM, self._stop)
-        url, self.redis = ensure_redis(self.registry.config.redis.url.reveal())
+        url, self.redis = find_redis(self.registry.redis_url)
         where = "started a throwaway redis-server at " if self.redis else "using "
         self.echo(f"taskkit dev: {where}{redact_url(url)}")
         # Children read the URL from the environment: jobs.yaml's ${REDIS_URL} or the override.
         self.env = {
             **os.environ,
             "REDIS_URL": url,
-            "TASKKIT_REDIS_URL": url,
+            connection.OVERRIDE_VARIABLE: url,
             "TASKKIT_CONFIG": str(self.path),
         }
         try:
@@ -164,6 +165,21 @@ class DevRunner:
         self.stopping = True
 
 
+def find_redis(url: SecretUrl) -> tuple[str, EmbeddedRedis | None]:
+    """The Redis to use: ``url`` if it answers, else a throwaway one (stop it when done).
+
+    A Sentinel URL is never replaced by a throwaway server: the mistake would be hidden.
+    """
+    if not url.reveal().startswith("redis+sentinel://"):
+        return ensure_redis(url.reveal())
+    client = connection.connect(url)
+    try:
+        connection.call(url, "start taskkit dev", client.ping)
+    finally:
+        client.close()
+    return url.reveal(), None
+
+
 def _end_group(pgid: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -180,4 +196,4 @@ def _end_group(pgid: int, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
 
 
-__all__ = ["DevRunner", "snapshot", "watched_files"]
+__all__ = ["DevRunner", "find_redis", "snapshot", "watched_files"]

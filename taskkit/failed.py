@@ -1,8 +1,12 @@
-"""Failed jobs: list, show, requeue and purge what is in RQ's failed registries."""
+"""Failed jobs: list, show, requeue and purge what is in RQ's failed registries.
+
+What is shown never carries a secret (see :mod:`taskkit.redaction`): arguments whose
+parameter name looks secret are ``***``, positional ones too (named through the declared
+function's signature), and the exception text has those values and URL passwords masked.
+"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,28 +14,17 @@ from typing import Any
 
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
+from rq.results import Result
 
 from taskkit import connection
+from taskkit.config import SecretUrl
+from taskkit.redaction import redact_call, scrub
 from taskkit.registry import META_KEY, Registry
-
-_SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|auth|credential", re.I)
-REDACTED = "***"
-
-
-def redact(value: Any, key: str = "") -> Any:
-    """``value`` with anything under a secret-looking key (password, token, ...) hidden."""
-    if key and _SECRET_NAME.search(key):
-        return REDACTED
-    if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True)
 class FailedJob:
-    """A job in a failed registry, as people need to see it."""
+    """A job in a failed registry, as people may see it (secrets hidden)."""
 
     id: str
     queue: str
@@ -48,6 +41,10 @@ class FailedJob:
         return lines[-1] if lines else "(no exception recorded)"
 
 
+def _url(registry: Registry) -> SecretUrl:
+    return registry.redis_url
+
+
 def _job_ids(registry: Registry) -> Iterator[tuple[str, str]]:
     for name in registry.queue_names:
         for job_id in registry.queue(name).failed_job_registry.get_job_ids():
@@ -55,19 +52,32 @@ def _job_ids(registry: Registry) -> Iterator[tuple[str, str]]:
 
 
 def list_failed(registry: Registry, job_name: str | None = None) -> list[FailedJob]:
-    """Every failed job of the declared queues (or of one declared job)."""
+    """Every failed job of the declared queues (or of one declared job), oldest first.
+
+    Raises :class:`UnknownJobError` if ``job_name`` is not declared.
+    """
+    if job_name is not None:
+        registry.job(job_name)
 
     def read() -> list[FailedJob]:
         found = [_load(registry, queue, job_id) for queue, job_id in _job_ids(registry)]
         jobs = [job for job in found if job is not None]
         return [job for job in jobs if job_name is None or job.name == job_name]
 
-    return connection.call(registry.config.redis.url, "read failed jobs", read)
+    return connection.call(_url(registry), "read failed jobs", read)
 
 
 def get_failed(registry: Registry, job_id: str) -> FailedJob | None:
     """One failed job by id, or None if no declared queue holds it as failed."""
-    return next((job for job in list_failed(registry) if job.id == job_id), None)
+
+    def read() -> FailedJob | None:
+        for name in registry.queue_names:
+            key = registry.queue(name).failed_job_registry.key
+            if registry.connection.zscore(key, job_id) is not None:
+                return _load(registry, name, job_id)
+        return None
+
+    return connection.call(_url(registry), "read a failed job", read)
 
 
 def _load(registry: Registry, queue: str, job_id: str) -> FailedJob | None:
@@ -77,27 +87,38 @@ def _load(registry: Registry, queue: str, job_id: str) -> FailedJob | None:
         return None
     except Exception as error:  # a hash RQ cannot even read still deserves a line
         return FailedJob(job_id, queue, "?", [], {}, None, f"unreadable job: {error!r}")
-    try:
-        args, kwargs, func_name = list(job.args), dict(job.kwargs), job.func_name or "?"
-    except Exception:  # an unparsable payload: show what we can
-        args, kwargs, func_name = [], {}, "(unreadable payload)"
     name = job.meta.get(META_KEY) if isinstance(job.meta, dict) else None
+    try:
+        raw_args, kwargs, func_name = list(job.args), dict(job.kwargs), job.func_name or "?"
+    except Exception:  # an unparsable payload: show what we can
+        raw_args, kwargs, func_name = [], {}, "(unreadable payload)"
+    declared = registry.jobs.get(name) if isinstance(name, str) else None
+    args, shown_kwargs, secrets = redact_call(
+        raw_args, kwargs, declared.signature if declared else None
+    )
     return FailedJob(
         id=job.id,
         queue=queue,
         name=str(name or func_name),
-        args=redact(args),
-        kwargs=redact(kwargs),
+        args=args,
+        kwargs=shown_kwargs,
         failed_at=job.ended_at,
-        exc_info=job.exc_info or "",
+        exc_info=scrub(_exception_text(job), secrets),
     )
+
+
+def _exception_text(job: Job) -> str:
+    result = job.latest_result()
+    if result is not None and result.type == Result.Type.FAILED:
+        return str(result.exc_string or "")
+    return ""
 
 
 def requeue(registry: Registry, job_ids: list[str]) -> list[str]:
     """Put failed jobs back on their queues; returns the ids requeued."""
-    by_id = dict((job_id, queue) for queue, job_id in _job_ids(registry))
 
     def run() -> list[str]:
+        by_id = {job_id: queue for queue, job_id in _job_ids(registry)}
         done = []
         for job_id in job_ids:
             queue = by_id.get(job_id)
@@ -106,21 +127,21 @@ def requeue(registry: Registry, job_ids: list[str]) -> list[str]:
                 done.append(job_id)
         return done
 
-    return connection.call(registry.config.redis.url, "requeue failed jobs", run)
+    return connection.call(_url(registry), "requeue failed jobs", run)
 
 
-def purge(registry: Registry, job_ids: list[str] | None = None) -> int:
-    """Delete failed jobs (all of them when ``job_ids`` is None); returns how many."""
+def purge(registry: Registry, job_ids: list[str] | None = None) -> list[str]:
+    """Delete failed jobs (all of them when ``job_ids`` is None); returns the ids deleted."""
 
-    def run() -> int:
-        count = 0
+    def run() -> list[str]:
+        deleted = []
         for queue, job_id in list(_job_ids(registry)):
             if job_ids is None or job_id in job_ids:
                 registry.queue(queue).failed_job_registry.remove(job_id, delete_job=True)
-                count += 1
-        return count
+                deleted.append(job_id)
+        return deleted
 
-    return connection.call(registry.config.redis.url, "purge failed jobs", run)
+    return connection.call(_url(registry), "purge failed jobs", run)
 
 
-__all__ = ["FailedJob", "get_failed", "list_failed", "purge", "redact", "requeue"]
+__all__ = ["FailedJob", "get_failed", "list_failed", "purge", "requeue"]

@@ -27,11 +27,12 @@ from rq.job import Job
 from rq.serializers import JSONSerializer, PickleSerializer
 
 from taskkit import connection
-from taskkit.config import EffectiveJob, TaskkitConfig, did_you_mean
+from taskkit.config import EffectiveJob, SecretUrl, TaskkitConfig, did_you_mean
 from taskkit.context import ProcessApp
 from taskkit.context import run as run_in_context
 from taskkit.errors import ConfigError, JobArgumentsError, Problem, UnknownJobError
 from taskkit.loader import LoadedConfig, Positions, load_config
+from taskkit.redaction import describe_call
 
 META_KEY = "taskkit_job"
 """The job meta field that names the declared job, so shared callables stay apart."""
@@ -123,10 +124,15 @@ class Registry:
         return PickleSerializer if self.config.serializer == "pickle" else JSONSerializer
 
     @property
+    def redis_url(self) -> SecretUrl:
+        """The Redis URL in use: ``$TASKKIT_REDIS_URL`` if set, else jobs.yaml's redis.url."""
+        return connection.effective_url(self.config.redis.url)
+
+    @property
     def connection(self) -> redis.Redis:
         """The Redis client (created on first use; nothing is sent until needed)."""
         if self._connection is None:
-            self._connection = connection.connect(self.config.redis.url)
+            self._connection = connection.connect(self.redis_url)
         return self._connection
 
     @connection.setter
@@ -215,7 +221,7 @@ class Registry:
         if at is None:
             return self._send(f"enqueue {name!r}", [(queue, job)])[0]
         return connection.call(
-            self.config.redis.url, f"schedule {name!r}", lambda: queue.schedule_job(job, at)
+            self.redis_url, f"schedule {name!r}", lambda: queue.schedule_job(job, at)
         )
 
     def run_now(self, name: str, /, *args: Any, **kwargs: Any) -> Job:
@@ -253,7 +259,7 @@ class Registry:
                 pipe.execute()
             return jobs
 
-        return connection.call(self.config.redis.url, doing, send)
+        return connection.call(self.redis_url, doing, send)
 
     def _prepare(
         self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -272,7 +278,10 @@ class Registry:
             timeout=settings.timeout,
             result_ttl=settings.result_ttl,
             failure_ttl=settings.failure_ttl,
-            description=settings.description,
+            # Not RQ's default call string: it shows every argument, secrets included, in
+            # rq-dashboard and in Sentry events.
+            description=settings.description
+            or describe_call(settings.name, args, kwargs, declared.signature),
             retry=declared.retry,
             meta={META_KEY: settings.name},
         )

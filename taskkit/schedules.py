@@ -127,7 +127,7 @@ def sync(registry: Registry, now: datetime | None = None, *, dry_run: bool = Fal
             _apply(registry, changes)
         return changes
 
-    return connection.call(registry.config.redis.url, "sync schedules", run)
+    return connection.call(registry.redis_url, "sync schedules", run)
 
 
 def _now(now: datetime | None) -> datetime:
@@ -544,7 +544,7 @@ def describe(registry: Registry, now: datetime | None = None, count: int = 3) ->
         states = registry.connection.hmget(STATE_KEY, names) if names else []
         return scores, states, _existing(registry)
 
-    scores, states, existing = connection.call(registry.config.redis.url, "read schedules", read)
+    scores, states, existing = connection.call(registry.redis_url, "read schedules", read)
     views = []
     for name, score, raw in zip(names, scores, states, strict=True):
         schedule = registry.config.schedules[name]
@@ -613,7 +613,7 @@ def run_scheduler(registry: Registry, *, interval: float = 1.0, burst: bool = Fa
     signal.signal(signal.SIGTERM, scheduler.stop)
     signal.signal(signal.SIGINT, scheduler.stop)
     connection.call(
-        registry.config.redis.url, "run the scheduler", lambda: scheduler.run(burst=burst)
+        registry.redis_url, "run the scheduler", lambda: scheduler.run(burst=burst)
     )
 
 
@@ -640,7 +640,7 @@ def start_in_background(registry: Registry, *, interval: float = 1.0) -> Any:
 def _background_main(registry: Registry, interval: float, parent: int) -> None:
     import signal
 
-    registry.connection = connection.connect(registry.config.redis.url)  # not the parent's
+    registry.connection = connection.connect(registry.redis_url)  # not the parent's
     scheduler = Scheduler(registry, interval=interval)
     signal.signal(signal.SIGTERM, scheduler.stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop

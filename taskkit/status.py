@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rq import Worker
+from rq.job import Job
 
 from taskkit import connection
-from taskkit.registry import Registry
+from taskkit.registry import META_KEY, Registry
 from taskkit.schedules import SCHEDULER_KEY_PREFIX, describe
 
 REGISTRIES = ("started", "scheduled", "deferred", "failed", "finished")
@@ -42,8 +43,10 @@ class WorkerStatus:
     state: str
     queues: list[str]
     current_job: str | None
+    current_job_name: str | None
     successful: int
     failed: int
+    last_heartbeat: str | None
 
 
 @dataclass(frozen=True)
@@ -76,10 +79,11 @@ class Status:
 
 def collect(registry: Registry) -> Status:
     """Read the status of every declared queue, live worker and schedule."""
-    return connection.call(registry.config.redis.url, "read status", lambda: _collect(registry))
+    url = registry.redis_url
+    return connection.call(url, "read status", lambda: _collect(registry, url))
 
 
-def _collect(registry: Registry) -> Status:
+def _collect(registry: Registry, url: str) -> Status:
     conn = registry.connection
     names = registry.queue_names
     with conn.pipeline(transaction=False) as pipe:
@@ -94,7 +98,7 @@ def _collect(registry: Registry) -> Status:
         QueueStatus(name, *counts[i * width : (i + 1) * width]) for i, name in enumerate(names)
     ]
     return Status(
-        redis=str(registry.config.redis.url),
+        redis=str(url),
         queues=queues,
         workers=_workers(registry),
         schedules=_schedules(registry),
@@ -109,6 +113,8 @@ def _workers(registry: Registry) -> list[WorkerStatus]:
     found = []
     for worker in Worker.all(connection=registry.connection, serializer=registry.serializer):
         executions = worker.get_current_executions()
+        job_id = executions[0].job_id if executions else worker.get_current_job_id()
+        heartbeat = worker.last_heartbeat
         found.append(
             WorkerStatus(
                 name=worker.name,
@@ -116,12 +122,24 @@ def _workers(registry: Registry) -> list[WorkerStatus]:
                 pid=worker.pid,
                 state=str(worker.get_state()),
                 queues=worker.queue_names(),
-                current_job=executions[0].job_id if executions else None,
+                current_job=job_id,
+                current_job_name=_job_name(registry, job_id) if job_id else None,
                 successful=worker.successful_job_count,
                 failed=worker.failed_job_count,
+                last_heartbeat=heartbeat.isoformat() if heartbeat else None,
             )
         )
     return sorted(found, key=lambda w: (w.host or "", w.pid or 0))
+
+
+def _job_name(registry: Registry, job_id: str) -> str | None:
+    """The jobs.yaml name of a running job (from its meta), else RQ's function name."""
+    try:
+        job = Job.fetch(job_id, connection=registry.connection, serializer=registry.serializer)
+        name = job.meta.get(META_KEY) if isinstance(job.meta, dict) else None
+        return str(name or job.func_name)
+    except Exception:  # gone meanwhile, or written by a producer we cannot read
+        return None
 
 
 def _schedules(registry: Registry) -> list[ScheduleStatus]:
