@@ -435,6 +435,12 @@ class Scheduler:
             fired.isoformat(),
             outcome,
             f" job={job_id}" if job_id else "",
+            extra={
+                "schedule": name,
+                "tick": fired.isoformat(),
+                "outcome": outcome,
+                "job_id": job_id,
+            },
         )
         return Tick(name, fired, outcome, job_id)
 
@@ -612,9 +618,7 @@ def run_scheduler(registry: Registry, *, interval: float = 1.0, burst: bool = Fa
     scheduler = Scheduler(registry, interval=interval)
     signal.signal(signal.SIGTERM, scheduler.stop)
     signal.signal(signal.SIGINT, scheduler.stop)
-    connection.call(
-        registry.redis_url, "run the scheduler", lambda: scheduler.run(burst=burst)
-    )
+    connection.call(registry.redis_url, "run the scheduler", lambda: scheduler.run(burst=burst))
 
 
 def start_in_background(registry: Registry, *, interval: float = 1.0) -> Any:
