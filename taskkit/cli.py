@@ -120,7 +120,7 @@ def list_(config_path: Path | None) -> None:
         when = upcoming[0].astimezone(schedule.tz).isoformat() if upcoming else "-"
         schedule_rows.append((name, schedule.job, _form(schedule), when))
     _table("SCHEDULES", ("name", "job", "when", "next run"), schedule_rows)
-    click.echo(f"redis: {registry.config.redis.url}")
+    click.echo(f"redis: {registry.redis_url}")
 
 
 def _retry_text(count: int, intervals: Sequence[int]) -> str:
@@ -204,6 +204,45 @@ def _parse_param(text: str) -> tuple[str, Any]:
         return key, raw
 
 
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """A positive duration option (45, 45s, 10m, 1h30m) in seconds; None if not given."""
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), ctx, param) from None
+    if seconds <= 0:
+        raise click.BadParameter("must be more than zero seconds; write e.g. 30s", ctx, param)
+    return seconds
+
+
+_WORKER_SETTINGS = {
+    "heartbeat_interval": "How often a busy worker renews its job's heartbeat.",
+    "heartbeat_grace": "How long past its renewal a heartbeat lasts; a job whose "
+    "heartbeat expired counts as abandoned.",
+    "maintenance_interval": "How often a worker looks for abandoned jobs to retry or fail.",
+    "redis_timeout": "How long to wait for Redis (at start or in an outage) before exiting 1.",
+}
+
+
+def worker_settings_options(func: F) -> F:
+    """``--heartbeat-interval`` and friends: they override ``worker:`` in jobs.yaml."""
+    from taskkit.config import WorkerConfig
+
+    for name, text in reversed(_WORKER_SETTINGS.items()):
+        default = format_duration(WorkerConfig.model_fields[name].default)
+        func = click.option(
+            "--" + name.replace("_", "-"),
+            name,
+            callback=_duration,
+            default=None,
+            metavar="DURATION",
+            help=f"{text} [default: worker.{name} in jobs.yaml, else {default}]",
+        )(func)
+    return func
+
+
 @cli.command("run-worker")
 @config_option
 @click.option(
@@ -228,6 +267,7 @@ def _parse_param(text: str) -> tuple[str, Any]:
 @click.option(
     "--max-jobs", type=click.IntRange(min=1), default=None, help="Exit after this many jobs."
 )
+@worker_settings_options
 @log_options
 def run_worker(  # noqa: PLR0917 - click passes options positionally
     config_path: Path | None,
@@ -239,14 +279,21 @@ def run_worker(  # noqa: PLR0917 - click passes options positionally
     max_jobs: int | None,
     log_level: str,
     log_format: str,
+    **settings: int | None,
 ) -> None:
-    """Run jobs from the queues; SIGTERM finishes the current job, then exits."""
+    """Run jobs from the queues; SIGTERM finishes the current job, then exits.
+
+    A second SIGTERM stops the job at once (it is retried or failed with the reason).
+    The job of a worker that died is retried or failed by another worker within 70 s
+    with the default settings below; see "Reliability and security" in the README.
+    """
     from taskkit.execution import run_worker as run
 
     if processes > 1 and max_jobs is not None:
         raise click.UsageError("--max-jobs works with --processes 1 only (RQ's pool has no limit)")
     registry = _registry(config_path)
     names = _queue_list(registry, queues)
+    overrides = {name: value for name, value in settings.items() if value is not None}
     setup_logging(log_level, log_format)  # type: ignore[arg-type]
     if with_scheduler:
         _start_scheduler(registry, burst)
@@ -258,6 +305,7 @@ def run_worker(  # noqa: PLR0917 - click passes options positionally
         max_jobs=max_jobs,
         processes=processes,
         log_level=log_level,
+        settings=registry.config.worker.model_copy(update=overrides),
     )
 
 
@@ -364,18 +412,34 @@ def schedules_list(config_path: Path | None, count: int) -> None:
 
 @cli.command()
 @config_option
-@click.option("--poll", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
-              help="Seconds between checks for changed files.")
-@click.option("--worker-class", type=click.Choice(["fork", "simple", "spawn"]), default="fork",
-              show_default=True)
-def dev(config_path: Path | None, poll: float, worker_class: str) -> None:
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Seconds between checks for changed files.",
+)
+@click.option(
+    "--worker-class",
+    type=click.Choice(["fork", "simple", "spawn"]),
+    default="fork",
+    show_default=True,
+)
+@log_options
+def dev(
+    config_path: Path | None, poll: float, worker_class: str, log_level: str, log_format: str
+) -> None:
     """Local development: Redis (started if none answers), a worker and the scheduler,
     restarted when jobs.yaml or a job module changes. Ctrl-C stops everything."""
     from taskkit.dev import DevRunner
 
     registry = _registry(config_path)
+    worker_args = ("--worker-class", worker_class, "--log-level", log_level)
     runner = DevRunner(
-        registry, poll=poll, worker_args=("--worker-class", worker_class), echo=click.echo
+        registry,
+        poll=poll,
+        worker_args=(*worker_args, "--log-format", log_format),
+        echo=click.echo,
     )
     sys.exit(runner.run())
 
@@ -383,26 +447,57 @@ def dev(config_path: Path | None, poll: float, worker_class: str) -> None:
 @cli.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.option("--watch", type=click.FloatRange(min=0.5), default=None, metavar="SECONDS",
-              help="Refresh every SECONDS until Ctrl-C.")
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.5),
+    default=None,
+    metavar="SECONDS",
+    help="Refresh every SECONDS until Ctrl-C (with --json: one object per line).",
+)
 def status(config_path: Path | None, as_json: bool, watch: float | None) -> None:
     """Queues (by state), workers (host, pid, state, job) and schedules (last, next)."""
-    import time
-
     from taskkit.status import collect
 
     registry = _registry(config_path)
-    while True:
+    if watch is None:
         current = collect(registry)
         if as_json:
             click.echo(json.dumps(current.as_dict(), indent=2))
         else:
-            if watch:
-                click.clear()
             _print_status(current)
-        if not watch:
-            return
-        time.sleep(watch)
+        return
+    _watch_status(lambda: collect(registry), as_json, watch)
+
+
+def _watch_status(read: Callable[[], Any], as_json: bool, interval: float) -> None:
+    """Print the status every ``interval`` seconds; Ctrl-C or SIGTERM ends it with exit 0."""
+    import signal
+    import time
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while True:
+            try:
+                current = read()
+            except TaskkitError as error:  # Redis went away: say so, and keep watching
+                click.echo(f"error: {error}", err=True)
+            else:
+                _show_refresh(current, as_json, interval)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+def _show_refresh(current: Any, as_json: bool, interval: float) -> None:
+    if as_json:
+        click.echo(json.dumps(current.as_dict()))
+        return
+    click.clear()
+    click.echo(f"taskkit status at {current.taken_at} (every {interval:g} s; Ctrl-C stops)\n")
+    _print_status(current)
 
 
 def _print_status(current: Any) -> None:
@@ -418,11 +513,11 @@ def _print_status(current: Any) -> None:
         f"WORKERS ({len(current.workers)})",
         ("host", "pid", "state", "queues", "current job", "ok", "failed"),
         [
-            (w.host or "?", w.pid or "?", w.state, ",".join(w.queues), w.current_job or "-",
+            (w.host or "?", w.pid or "?", w.state, ",".join(w.queues), _current_job(w),
              w.successful, w.failed)
             for w in current.workers
         ],
-    )
+    )  # fmt: skip
     _table(
         f"SCHEDULES (schedulers running: {len(current.schedulers)})",
         ("name", "job", "state", "last run", "outcome", "next run"),
@@ -431,49 +526,95 @@ def _print_status(current: Any) -> None:
              s.next_run or "-")
             for s in current.schedules
         ],
-    )
+    )  # fmt: skip
     click.echo(f"redis: {current.redis}")
+
+
+def _current_job(worker: Any) -> str:
+    if not worker.current_job:
+        return "-"
+    return f"{worker.current_job_name or '?'} {worker.current_job}"
 
 
 @cli.group()
 def failed() -> None:
-    """Failed jobs: list, show, requeue, purge."""
+    """Failed jobs: list, show, requeue, purge (arguments with secrets hidden)."""
 
 
 @failed.command("list")
 @config_option
 @click.option("--job", "job_name", default=None, help="Only failed runs of this job.")
-def failed_list(config_path: Path | None, job_name: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def failed_list(config_path: Path | None, job_name: str | None, as_json: bool) -> None:
     """Failed jobs with their name, arguments (secrets hidden) and reason."""
     from taskkit.failed import list_failed
 
     jobs = list_failed(_registry(config_path), job_name)
+    if as_json:
+        click.echo(json.dumps([_failed_dict(j) for j in jobs], indent=2, default=str))
+        return
     _table(
         f"FAILED ({len(jobs)})",
         ("id", "queue", "job", "failed at", "reason"),
-        [
-            (j.id, j.queue, j.name, j.failed_at.isoformat(timespec="seconds") if j.failed_at
-             else "-", j.reason[:80])
-            for j in jobs
-        ],
+        [(j.id, j.queue, j.name, _when(j.failed_at), j.reason[:80]) for j in jobs],
     )
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "-"
+
+
+def _failed_dict(job: Any) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "queue": job.queue,
+        "job": job.name,
+        "args": job.args,
+        "kwargs": job.kwargs,
+        "failed_at": job.failed_at.isoformat() if job.failed_at else None,
+        "reason": job.reason,
+        "exc_info": job.exc_info,
+    }
 
 
 @failed.command("show")
 @config_option
 @click.argument("job_id")
-def failed_show(config_path: Path | None, job_id: str) -> None:
-    """One failed job in full: arguments and the whole traceback."""
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def failed_show(config_path: Path | None, job_id: str, as_json: bool) -> None:
+    """One failed job in full: arguments (secrets hidden) and the whole traceback."""
     from taskkit.failed import get_failed
 
     job = get_failed(_registry(config_path), job_id)
     if job is None:
         raise click.ClickException(f"no failed job {job_id!r}; see `taskkit failed list`")
+    if as_json:
+        click.echo(json.dumps(_failed_dict(job), indent=2, default=str))
+        return
     click.echo(f"id:      {job.id}\njob:     {job.name}\nqueue:   {job.queue}")
     click.echo(f"failed:  {job.failed_at.isoformat() if job.failed_at else '-'}")
     click.echo(f"args:    {json.dumps(job.args, default=str)}")
     click.echo(f"kwargs:  {json.dumps(job.kwargs, default=str)}")
-    click.echo("\n" + job.exc_info.rstrip())
+    click.echo("\n" + (job.exc_info.rstrip() or "(no exception recorded)"))
+
+
+def _pick_failed(
+    registry: Registry, job_ids: tuple[str, ...], job_name: str | None, everything: bool
+) -> list[str] | None:
+    """The ids chosen by IDs, --job NAME or --all (None: all of them)."""
+    from taskkit.failed import list_failed
+
+    if sum(bool(x) for x in (job_ids, job_name, everything)) != 1:
+        raise click.UsageError("give job ids, or --job NAME, or --all (one of them)")
+    if job_ids:
+        return list(job_ids)
+    if job_name is not None:
+        return [j.id for j in list_failed(registry, job_name)]
+    return None
+
+
+def _plural(count: int, noun: str = "job") -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
 @failed.command("requeue")
@@ -487,13 +628,13 @@ def failed_requeue(
     """Put failed jobs back on their queues: by ID, by --job NAME, or --all."""
     from taskkit.failed import list_failed, requeue
 
-    if sum(bool(x) for x in (job_ids, job_name, everything)) != 1:
-        raise click.UsageError("give job ids, or --job NAME, or --all (one of them)")
     registry = _registry(config_path)
-    ids = list(job_ids) or [j.id for j in list_failed(registry, job_name)]
+    ids = _pick_failed(registry, job_ids, job_name, everything)
+    if ids is None:
+        ids = [j.id for j in list_failed(registry)]
     done = requeue(registry, ids)
-    missing = sorted(set(ids) - set(done))
-    click.echo(f"requeued {len(done)} job{'s' if len(done) != 1 else ''}")
+    click.echo(f"requeued {_plural(len(done))}")
+    missing = [job_id for job_id in ids if job_id not in done]
     if missing:
         raise click.ClickException(f"not in a failed registry: {', '.join(missing)}")
 
@@ -501,15 +642,29 @@ def failed_requeue(
 @failed.command("purge")
 @config_option
 @click.argument("job_ids", nargs=-1)
+@click.option("--job", "job_name", default=None, help="Delete every failed run of this job.")
+@click.option("--all", "everything", is_flag=True, help="Delete every failed job (the default).")
 @click.option("--yes", is_flag=True, help="Do not ask before deleting all of them.")
-def failed_purge(config_path: Path | None, job_ids: tuple[str, ...], yes: bool) -> None:
-    """Delete failed jobs: the given ids, or all of them."""
+def failed_purge(
+    config_path: Path | None,
+    job_ids: tuple[str, ...],
+    job_name: str | None,
+    everything: bool,
+    yes: bool,
+) -> None:
+    """Delete failed jobs: by ID, by --job NAME, or all of them (asks first unless --yes)."""
     from taskkit.failed import purge
 
-    if not job_ids and not yes:
+    registry = _registry(config_path)
+    everything = everything or not (job_ids or job_name)
+    ids = _pick_failed(registry, job_ids, job_name, everything)
+    if ids is None and not yes:
         click.confirm("delete every failed job?", abort=True)
-    count = purge(_registry(config_path), list(job_ids) or None)
-    click.echo(f"deleted {count} failed job{'s' if count != 1 else ''}")
+    deleted = purge(registry, ids)
+    click.echo(f"deleted {_plural(len(deleted), 'failed job')}")
+    missing = [job_id for job_id in job_ids if job_id not in deleted]
+    if missing:
+        raise click.ClickException(f"not in a failed registry: {', '.join(missing)}")
 
 
 # -- error handling at the edge ------------------------------------------------------------

@@ -280,6 +280,20 @@ class ScheduleConfig(_Model):
         return ZoneInfo(self.timezone)
 
 
+class WorkerConfig(_Model):
+    """How workers find the jobs of workers that died, and how long they wait for Redis.
+
+    A busy worker renews its job's heartbeat every ``heartbeat_interval``; a job whose
+    heartbeat is ``heartbeat_grace`` overdue is abandoned, and the next maintenance pass
+    of any running worker (every ``maintenance_interval``) retries or fails it.
+    """
+
+    heartbeat_interval: Duration = 10
+    heartbeat_grace: Duration = 20
+    maintenance_interval: Duration = 30
+    redis_timeout: Duration = 300
+
+
 Serializer = Literal["json", "pickle"]
 
 
@@ -288,6 +302,7 @@ class TaskkitConfig(_Model):
 
     version: Literal[1]
     redis: RedisConfig = Field(default_factory=RedisConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
     app: AppConfig | None = None
     pythonpath: list[str] = Field(default_factory=list)
     serializer: Serializer = "json"
@@ -501,6 +516,7 @@ __all__ = [
     "SecretUrl",
     "TaskkitConfig",
     "Ttl",
+    "WorkerConfig",
     "check_references",
     "did_you_mean",
     "format_duration",

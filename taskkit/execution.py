@@ -5,36 +5,40 @@ only decides *what* a dequeued job may call. ``TaskkitJob.func`` resolves the jo
 jobs.yaml instead of importing whatever name the Redis entry holds, so a forged or stale
 entry is failed with a reason and nothing is imported or called for it. The same goes for
 the callbacks an entry may name, and an entry whose hash cannot be read fails alone
-instead of stopping the worker.
+instead of stopping the worker. The worker classes themselves (how they stop, recover
+abandoned jobs and outlast Redis outages) are in :mod:`taskkit.workers`.
 """
 
 from __future__ import annotations
 
 import logging
+import mmap
 import os
+import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, ClassVar, Literal, NoReturn
 
-from rq import Queue, SimpleWorker, Worker
+import redis
+from rq import Queue
 from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job
 from rq.worker import BaseWorker
-from rq.worker.worker_classes import SpawnWorker
-from rq.worker_pool import WorkerPool
 
-from taskkit import logs
+from taskkit import connection, logs, workers
+from taskkit.config import WorkerConfig
 from taskkit.context import install_fork_hygiene
 from taskkit.errors import UndeclaredJobError
 from taskkit.registry import META_KEY, DeclaredJob, Registry, load
+from taskkit.workers import WORKER_CLASSES, RedisGoneError, TaskkitSpawnWorker
 
 log = logging.getLogger("taskkit.worker")
 
 WorkerClassName = Literal["fork", "simple", "spawn"]
 
-# The hash fields RQ needs to fail a job whose other fields cannot be read.
-_SALVAGED_FIELDS = frozenset({"data", "origin", "description"})
+# What a job hash without data stands for: a name no jobs.yaml declares.
+_NO_DATA: tuple[str, None, list[Any], dict[str, Any]] = ("<no data>", None, [], {})
 
 
 class TaskkitJob(Job):
@@ -116,19 +120,53 @@ class TaskkitJob(Job):
                 name,
             )
 
-    def restore(self, raw_data: Any) -> None:
-        """Read a job hash; one with unreadable fields becomes a job that is refused.
+    def refresh(self) -> None:
+        """RQ's refresh; a job key that is not a hash is skipped like a missing one.
 
-        RQ raises from here on, say, a bad ``created_at``, and a bare worker then quits
-        with the valid jobs behind that entry never run.
+        RQ lets Redis's WRONGTYPE error through, and a bare worker then quits.
+        """
+        try:
+            super().refresh()  # type: ignore[no-untyped-call]
+        except redis.ResponseError as error:
+            if "WRONGTYPE" not in str(error):
+                raise
+            log.error("skipped job %s: its key %s holds no job hash", self.id, self.key)
+            raise NoSuchJobError(f"{self.key} is not a job hash") from None
+
+    def restore(self, raw_data: Any) -> None:
+        """Read a job hash; an unreadable or incomplete one becomes a job that is refused.
+
+        RQ raises from here on, say, a bad ``created_at`` (and a bare worker then quits
+        with the valid jobs behind that entry never run), drops a hash without ``data``
+        silently, and runs one without ``origin``.
         """
         try:
             super().restore(raw_data)
-        except NoSuchJobError:
-            raise
         except Exception as error:
-            self._taskkit_malformed = f"{type(error).__name__}: {error}"
-            super().restore({key: value for key, value in raw_data.items() if _field(key)})
+            salvaged = _salvaged(raw_data, self.serializer)
+            self._taskkit_malformed = (
+                "it has no 'data' field"  # RQ says NoSuchJobError for that
+                if isinstance(error, NoSuchJobError)
+                else self._unreadable_field(raw_data, salvaged) or _describe(error)
+            )
+            super().restore(salvaged)
+            return
+        if not raw_data.get(b"origin", raw_data.get("origin")):
+            self._taskkit_malformed = "it has no 'origin' field"
+
+    def _unreadable_field(
+        self, raw_data: Mapping[Any, Any], salvaged: dict[str, Any]
+    ) -> str | None:
+        """The first field RQ cannot read, tried one at a time over the salvaged ones."""
+        for key, value in raw_data.items():
+            name = _field_name(key)
+            if name in salvaged:
+                continue
+            try:
+                super().restore({**salvaged, name: value})
+            except Exception as error:
+                return f"field {name!r} cannot be read: {_describe(error)}"
+        return None
 
     def _deserialize_data(self) -> None:
         try:
@@ -145,28 +183,28 @@ class TaskkitJob(Job):
             raise DeserializationError(f"refused job {self.id}: {reason}") from error.__cause__
 
 
-class TaskkitSpawnWorker(SpawnWorker):
-    """RQ's SpawnWorker, whose fresh work horse sets up logging and the registry first.
-
-    A spawned horse is a new interpreter: nothing the worker set up is there, and RQ
-    reads the job's data (and may refuse it) before any job code would load jobs.yaml.
-    """
-
-    def main_work_horse(self, job: Job, queue: Queue) -> None:
-        """Load the registry (from ``$TASKKIT_CONFIG``), then work the job as RQ does."""
-        TaskkitJob.worker_registry()
-        super().main_work_horse(job, queue)
-
-
-WORKER_CLASSES: dict[str, type[BaseWorker]] = {
-    "fork": Worker,
-    "simple": SimpleWorker,
-    "spawn": TaskkitSpawnWorker,
-}
+def _salvaged(raw_data: Mapping[Any, Any], serializer: Any) -> dict[str, Any]:
+    """The fields RQ needs to fail an entry, where they can be read."""
+    fields = {_field_name(key): value for key, value in raw_data.items()}
+    kept: dict[str, Any] = {"data": fields.get("data") or serializer.dumps(_NO_DATA)}
+    for name in ("origin", "description"):
+        value = fields.get(name)
+        try:
+            if isinstance(value, bytes):
+                value.decode()
+        except UnicodeDecodeError:
+            continue
+        if value:
+            kept[name] = value
+    return kept
 
 
-def _field(key: bytes | str) -> bool:
-    return (key.decode() if isinstance(key, bytes) else key) in _SALVAGED_FIELDS
+def _field_name(key: Any) -> str:
+    return key.decode(errors="replace") if isinstance(key, bytes) else str(key)
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def _declared_job(registry: Registry, job: TaskkitJob) -> tuple[DeclaredJob | None, str]:
@@ -220,17 +258,85 @@ def _run_logged(
             extra=_facts(declared, job, elapsed, "failed", failure),
         )
         raise
-    if log.isEnabledFor(logging.INFO):
-        elapsed = (time.perf_counter() - started) * 1000
-        log.info(
-            "%s queue=%s id=%s %.1fms ok",
-            declared.name,
-            declared.settings.queue,
-            job.id,
-            elapsed,
-            extra=_facts(declared, job, elapsed, "ok"),
-        )
+    elapsed = (time.perf_counter() - started) * 1000
+    outcome = _horse_outcome
+    if outcome is not None and outcome.worker_pid != os.getpid():
+        outcome.put(elapsed)  # a work horse: its worker writes the line (see _HorseOutcome)
+    elif log.isEnabledFor(logging.INFO):
+        _log_ok(declared, job, elapsed)
     return result
+
+
+def _log_ok(declared: DeclaredJob, job: Job, elapsed: float) -> None:
+    log.info(
+        "%s queue=%s id=%s %.1fms ok",
+        declared.name,
+        declared.settings.queue,
+        job.id,
+        elapsed,
+        extra=_facts(declared, job, elapsed, "ok"),
+    )
+
+
+class _HorseOutcome:
+    """A page of memory a forking worker shares with its work horses: "returned, in N ms".
+
+    Writing the job's line in a freshly forked horse costs it about half a millisecond,
+    nearly all copy-on-write page faults on the logging machinery's objects
+    (benchmarks/profile_fork.py); the worker, whose pages are its own, writes the same
+    line in microseconds. So the horse of a job that returned leaves its run time here and
+    the worker writes the line after the horse exits, with no Redis round trip. A failure
+    is still logged by the horse itself, with its error.
+    """
+
+    _RECORD = struct.Struct("=?d")  # the job returned; its run time in ms
+
+    def __init__(self) -> None:
+        self.worker_pid = os.getpid()
+        self._page = mmap.mmap(-1, mmap.PAGESIZE)  # MAP_SHARED: forked children write here
+
+    def clear(self) -> None:
+        self._RECORD.pack_into(self._page, 0, False, 0.0)
+
+    def put(self, elapsed: float) -> None:
+        self._RECORD.pack_into(self._page, 0, True, elapsed)
+
+    def take(self) -> float | None:
+        returned, elapsed = self._RECORD.unpack_from(self._page, 0)
+        return float(elapsed) if returned else None
+
+
+# The page of the horse a TaskkitForkWorker of this process is running, if any: set before
+# the fork, so the horse inherits it.
+_horse_outcome: _HorseOutcome | None = None
+
+
+class TaskkitForkWorker(workers.TaskkitWorker):
+    """The forking worker; it writes the line of each job its horse ran (_HorseOutcome)."""
+
+    _outcome: _HorseOutcome | None = None
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Run the job in a work horse; then, if the job returned, log its line."""
+        global _horse_outcome  # noqa: PLW0603 - read by the horse, a fork of this process
+        if self._outcome is None or self._outcome.worker_pid != os.getpid():
+            self._outcome = _HorseOutcome()  # per process: a pool forks its workers
+        outcome = self._outcome
+        outcome.clear()
+        _horse_outcome = outcome
+        try:
+            super().execute_job(job, queue)
+        finally:
+            _horse_outcome = None
+        elapsed = outcome.take()
+        if elapsed is not None and isinstance(job, TaskkitJob) and log.isEnabledFor(logging.INFO):
+            declared, _ = _declared_job(TaskkitJob.worker_registry(), job)
+            if declared is not None:
+                _log_ok(declared, job, elapsed)
+
+
+def _worker_class(name: WorkerClassName) -> type[BaseWorker]:
+    return TaskkitForkWorker if name == "fork" else WORKER_CLASSES[name]
 
 
 def _facts(
@@ -258,7 +364,9 @@ def _log_refusal(job: Job, reason: str) -> None:
     )
 
 
-def prepare_process(registry: Registry, *, fork_hygiene: bool = True) -> None:
+def prepare_process(
+    registry: Registry, *, fork_hygiene: bool = True, settings: WorkerConfig | None = None
+) -> None:
     """Set up this process to run jobs: registry, app, job modules; before any fork.
 
     The job modules were imported when the registry was loaded; the app is built here,
@@ -267,8 +375,10 @@ def prepare_process(registry: Registry, *, fork_hygiene: bool = True) -> None:
     work horses load this same jobs.yaml (from the per-process cache, for the former).
     ``fork_hygiene`` empties the app's database pools now and in every forked child;
     a process that never forks (a simple worker in a test) may leave them alone.
+    ``settings`` (default: jobs.yaml's ``worker:``) become this process's workers'.
     """
     TaskkitJob.registry = registry
+    workers.use_settings(settings or registry.config.worker)
     os.environ["TASKKIT_CONFIG"] = str(registry.path.resolve())
     if registry.process_app.configured or registry.process_app.built is not None:
         app = registry.process_app.get()
@@ -283,9 +393,9 @@ def make_worker(
     **options: Any,
 ) -> BaseWorker:
     """An RQ worker of ``worker_class`` on ``queues`` (default: all, in declared order)."""
-    cls = WORKER_CLASSES[worker_class]
+    cls = _worker_class(worker_class)
     return cls(
-        [registry.queue(name) for name in queues or registry.queue_names],
+        queues or registry.queue_names,
         connection=registry.connection,
         job_class=TaskkitJob,
         queue_class=Queue,
@@ -303,6 +413,7 @@ def run_worker(
     max_jobs: int | None = None,
     processes: int = 1,
     log_level: str = "INFO",
+    settings: WorkerConfig | None = None,
 ) -> bool:
     """Run jobs until stopped (or, with ``burst``, until the queues are empty).
 
@@ -318,30 +429,63 @@ def run_worker(
     app itself, so there the factory runs once per job as well. ``processes`` > 1 runs
     RQ's worker pool, whose workers are forked from this process after the app was
     built: the factory runs once in all. SIGTERM (or SIGINT) lets the current job finish,
-    then the worker exits. Returns whether any job was run (always True for a pool).
+    then the worker exits; a second one stops it at once (see :mod:`taskkit.workers`).
+
+    ``settings`` (default: jobs.yaml's ``worker:``) bound the recovery of dead workers'
+    jobs and how long Redis may be away: at start and later, a worker waits for it up to
+    ``redis_timeout`` seconds, then :class:`~taskkit.errors.RedisUnavailableError` is
+    raised. Returns whether any job was run (always True for a pool).
     """
     if processes > 1 and max_jobs is not None:
         raise ValueError("max_jobs cannot be combined with processes > 1 (RQ's pool has no limit)")
     # Logging itself is the caller's to set up (the CLI does, with taskkit.logs); RQ's
     # work() resets its own logger to the level it is given, INFO by default.
     rq_level = logs.rq_logging_level(log_level)
-    prepare_process(registry)
+    settings = settings or registry.config.worker
+    prepare_process(registry, settings=settings)
     names = queues or registry.queue_names
-    if processes > 1:
-        pool = WorkerPool(
-            [registry.queue(name) for name in names],
-            connection=registry.connection,
-            num_workers=processes,
-            worker_class=WORKER_CLASSES[worker_class],
-            job_class=TaskkitJob,
-            serializer=registry.serializer,
-        )
-        pool.start(burst=burst, logging_level=rq_level)
-        return True
-    worker = make_worker(registry, names, worker_class)
-    return bool(
-        worker.work(burst=burst, max_jobs=max_jobs, with_scheduler=True, logging_level=rq_level)
+    with connection.redis_errors(registry.redis_url, "start the worker"):
+        try:
+            workers.wait_for_redis(registry.connection, settings.redis_timeout)
+            if processes > 1:
+                pool = _pool(registry, names, worker_class, processes)
+                pool.start(burst=burst, logging_level=rq_level)
+                if pool.redis_gone is not None:
+                    raise pool.redis_gone
+                return True
+            worker = make_worker(registry, names, worker_class)
+            worked = worker.work(
+                burst=burst, max_jobs=max_jobs, with_scheduler=True, logging_level=rq_level
+            )
+            if getattr(worker, "redis_gone", None) is not None:
+                raise worker.redis_gone  # type: ignore[attr-defined]
+            return bool(worked)
+        except RedisGoneError as gone:
+            _report_redis_gone(registry, gone)
+
+
+def _pool(
+    registry: Registry, names: list[str], worker_class: WorkerClassName, processes: int
+) -> workers.TaskkitWorkerPool:
+    return workers.TaskkitWorkerPool(
+        names,
+        connection=registry.connection,
+        num_workers=processes,
+        worker_class=_worker_class(worker_class),
+        job_class=TaskkitJob,
+        serializer=registry.serializer,
     )
+
+
+def _report_redis_gone(registry: Registry, gone: RedisGoneError) -> NoReturn:
+    """Raise the one clear error for a worker that gave up waiting for Redis."""
+    doing = (
+        f"{'start' if gone.at_start else 'keep running'} the worker (no answer from Redis "
+        f"for {gone.seconds} s; wait longer with --redis-timeout or worker.redis_timeout)"
+    )
+    with connection.redis_errors(registry.redis_url, doing):
+        raise gone.last_error
+    raise gone  # not reached: redis_errors turns every Redis error into its own
 
 
 __all__ = [

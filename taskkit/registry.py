@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from rq import Queue, Retry
@@ -30,9 +30,17 @@ from taskkit import connection
 from taskkit.config import EffectiveJob, SecretUrl, TaskkitConfig, did_you_mean
 from taskkit.context import ProcessApp
 from taskkit.context import run as run_in_context
-from taskkit.errors import ConfigError, JobArgumentsError, Problem, UnknownJobError
+from taskkit.errors import (
+    ConfigError,
+    JobArgumentsError,
+    Problem,
+    RedisUnavailableError,
+    UnknownJobError,
+)
 from taskkit.loader import LoadedConfig, Positions, load_config
 from taskkit.redaction import describe_call
+
+T = TypeVar("T")
 
 META_KEY = "taskkit_job"
 """The job meta field that names the declared job, so shared callables stay apart."""
@@ -220,9 +228,7 @@ class Registry:
         queue = self.queue(declared.settings.queue)
         if at is None:
             return self._send(f"enqueue {name!r}", [(queue, job)])[0]
-        return connection.call(
-            self.redis_url, f"schedule {name!r}", lambda: queue.schedule_job(job, at)
-        )
+        return self._write(f"schedule {name!r}", lambda: queue.schedule_job(job, at))
 
     def run_now(self, name: str, /, *args: Any, **kwargs: Any) -> Job:
         """Run job ``name`` in this process, as eager mode does, and return the finished job.
@@ -251,7 +257,10 @@ class Registry:
         return self._send("enqueue jobs", pairs)
 
     def _send(self, doing: str, pairs: list[tuple[Queue, Job]]) -> list[Job]:
-        """Enqueue ``(queue, job)`` pairs in one pipeline: one round trip, however many."""
+        """Enqueue ``(queue, job)`` pairs in one pipeline: one round trip, however many.
+
+        The pipeline is a MULTI/EXEC transaction: Redis applies all of it or none.
+        """
 
         def send() -> list[Job]:
             with self.connection.pipeline() as pipe:
@@ -259,7 +268,23 @@ class Registry:
                 pipe.execute()
             return jobs
 
-        return connection.call(self.redis_url, doing, send)
+        return self._write(doing, send)
+
+    def _write(self, doing: str, action: Callable[[], T]) -> T:
+        """Run a write; Redis errors become one :class:`RedisUnavailableError`.
+
+        An unreachable Redis is reported by :func:`taskkit.connection.call`; a Redis that
+        refuses the write (out of memory, a read-only replica) is reported here, without
+        redis-py's echo of the commands, which would show the job's arguments.
+        """
+        try:
+            return connection.call(self.redis_url, doing, action)
+        except redis.ResponseError as error:
+            reason = str(error).rsplit("caused error: ", 1)[-1].splitlines()[0].rstrip(".")
+            raise RedisUnavailableError(
+                f"cannot {doing}: Redis at {connection.describe(self.redis_url)} refused the "
+                f"write ({reason}); nothing was enqueued; {_write_fix(reason)}"
+            ) from None
 
     def _prepare(
         self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -345,6 +370,14 @@ def _check_serializable(
     raise JobArgumentsError(
         f"job {declared.name!r}: the arguments cannot be sent as {wire.name}; {wire.fix}"
     )
+
+
+def _write_fix(reason: str) -> str:
+    if "maxmemory" in reason or reason.startswith("OOM"):
+        return "free memory in Redis (failed and finished jobs, result_ttl) or raise maxmemory"
+    if reason.startswith("READONLY"):
+        return "point redis.url at the primary, not at a replica"
+    return "check the Redis server's log and settings"
 
 
 def _env_flag(name: str) -> bool:

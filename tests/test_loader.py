@@ -257,11 +257,11 @@ BAD = [
     ),
     bad(
         "unknown_top_level_key_far_from_any",
-        HEAD + "workers: 3\n",
+        HEAD + "concurrency: 3\n",
         (3, 1),
-        "workers",
-        "unknown key 'workers'",
-        "allowed keys: version, redis, app, pythonpath, serializer, defaults, queues, jobs",
+        "concurrency",
+        "unknown key 'concurrency'",
+        "allowed keys: version, redis, worker, app, pythonpath, serializer, defaults, queues",
     ),
     bad(
         "unknown_job_key",

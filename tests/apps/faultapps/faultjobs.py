@@ -1,0 +1,39 @@
+"""Jobs for the fault tests: each run records itself in Redis, so a test can see every run.
+
+A run appends ``{"pid", "ppid", "start"}`` to ``faults:runs:TAG`` when it starts and
+``{"pid", "end"}`` to ``faults:ends:TAG`` when it ends (time.time() seconds), on the
+Redis of ``$REDIS_URL``, which the test's workers get.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import redis
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["REDIS_URL"])
+
+
+def attempt(tag: str, first: float = 0.0, later: float = 0.0) -> int:
+    """Record the run; sleep ``first`` seconds on the first attempt, ``later`` after."""
+    conn = _redis()
+    number = int(conn.incr(f"faults:attempts:{tag}"))
+    start = {"pid": os.getpid(), "ppid": os.getppid(), "start": time.time(), "attempt": number}
+    conn.rpush(f"faults:runs:{tag}", json.dumps(start))
+    time.sleep(first if number == 1 else later)
+    conn.rpush(f"faults:ends:{tag}", json.dumps({"pid": os.getpid(), "end": time.time()}))
+    return number
+
+
+def noop() -> None:
+    """Nothing: a job to show the worker went on."""
+
+
+def records(tag: str, kind: str = "runs") -> list[dict[str, Any]]:
+    """The runs (or ends) a tag recorded so far."""
+    return [json.loads(item) for item in _redis().lrange(f"faults:{kind}:{tag}", 0, -1)]

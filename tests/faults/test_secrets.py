@@ -1,0 +1,76 @@
+"""The Redis password never shows: not in worker logs, errors, ``taskkit status`` or
+``taskkit list``, and not in anything taskkit or RQ stores in Redis.
+
+The server is a private ``redis-server --requirepass``. Errors with the password in the
+URL are also checked where they happen: test_redis_outage.py (Redis gone, no Redis at
+start, a wrong password, enqueue with Redis down) and tests/test_cli_worker.py
+(``taskkit enqueue`` with Redis down).
+"""
+
+from __future__ import annotations
+
+import pytest
+from fault_support import CONFIG, FAULT_JOBS, PrivateRedis
+from worker_support import WorkerCli
+
+from taskkit.registry import load
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_password_never_shows_in_logs_output_or_redis(
+    worker_cli: WorkerCli, password_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = str(password_redis.password)
+    monkeypatch.setenv("REDIS_URL", password_redis.url)
+    worker_cli.env["REDIS_URL"] = password_redis.url
+    registry = load(FAULT_JOBS, cached=False)
+    registry.enqueue("attempt", "ok")
+    registry.enqueue("short_timeout", "slow", first=3)  # fails: over its 1 s timeout
+    registry.connection.rpush("rq:queue:default", "no-such-job")  # garbage, skipped
+
+    worker_args = ("--burst", "--log-level", "DEBUG")
+    outputs = {
+        "run-worker": worker_cli.run("run-worker", "-c", CONFIG, *worker_args, "--with-scheduler"),
+        "status": worker_cli.run("status", "-c", CONFIG),
+        "status --json": worker_cli.run("status", "-c", CONFIG, "--json"),
+        "list": worker_cli.run("list", "-c", CONFIG),
+        "enqueue": worker_cli.run("enqueue", "-c", CONFIG, "noop"),
+        "failed list": worker_cli.run("failed", "list", "-c", CONFIG),
+    }
+
+    for command, done in outputs.items():
+        assert done.returncode == 0, (command, done.stderr)
+        assert password not in done.stdout + done.stderr, command
+    assert "redis://:***@127.0.0.1" in outputs["list"].stdout
+    assert "redis://:***@127.0.0.1" in outputs["status"].stdout
+    worker_log = outputs["run-worker"].stderr
+    assert "attempt queue=default" in worker_log
+    assert "JobTimeoutException" in worker_log
+
+    stored = dump(password_redis)
+    assert len(stored) > 10
+    assert not [key for key, value in stored.items() if password.encode() in key + value]
+
+
+def dump(server: PrivateRedis) -> dict[bytes, bytes]:
+    """Every key in the server and a flat rendering of its value, whatever its type."""
+    conn = server.client()
+    found: dict[bytes, bytes] = {}
+    for key in conn.scan_iter(count=1000):
+        kind = conn.type(key)
+        if kind == b"string":
+            value: object = conn.get(key)
+        elif kind == b"hash":
+            value = conn.hgetall(key)
+        elif kind == b"list":
+            value = conn.lrange(key, 0, -1)
+        elif kind == b"set":
+            value = conn.smembers(key)
+        elif kind == b"zset":
+            value = conn.zrange(key, 0, -1)
+        else:
+            value = conn.xrange(key)
+        found[key] = repr(value).encode()
+    conn.close()
+    return found

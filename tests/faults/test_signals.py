@@ -1,0 +1,120 @@
+"""SIGTERM and SIGINT: the first lets the job finish, a second stops it at once.
+
+The first-signal cases for ``fork`` and ``simple`` are in tests/test_cli_worker.py
+(``test_sigterm_lets_the_current_job_finish_then_exits_0``); here: ``spawn`` and a pool,
+and the second signal, which RQ 3.0 answers by killing the horse and leaving its job
+"started" until a maintenance pass, up to ~11 minutes later, calls it abandoned.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from fault_support import CONFIG, failure_text, fetch, records, status, wait_for_status
+from rq.job import JobStatus
+from worker_support import WorkerCli, wait_for
+
+from taskkit import Registry
+
+pytestmark = pytest.mark.slow
+
+REASON = "worker stopped by a second signal (SIGTERM) while this job ran"
+
+
+def started(registry: Registry, tag: str, count: int = 1) -> bool:
+    return len(records(registry, tag)) >= count
+
+
+@pytest.mark.parametrize("worker_class", ["spawn"])
+def test_sigterm_lets_a_spawned_job_finish_then_exits_0(
+    worker_cli: WorkerCli, taskkit_registry: Registry, worker_class: str
+) -> None:
+    running = taskkit_registry.enqueue("attempt", "t", first=1.5)
+    waiting = taskkit_registry.enqueue("noop")
+    process = worker_cli.start("run-worker", "-c", CONFIG, "--worker-class", worker_class)
+    wait_for(lambda: started(taskkit_registry, "t"), what="the job to start")
+
+    assert worker_cli.stop(process) == 0, worker_cli.stderr(process)
+    assert status(taskkit_registry, running) == JobStatus.FINISHED
+    assert len(records(taskkit_registry, "t", "ends")) == 1
+    assert status(taskkit_registry, waiting) == JobStatus.QUEUED, "no new job after SIGTERM"
+
+
+def test_sigterm_lets_every_job_of_a_pool_finish_then_exits_0(
+    worker_cli: WorkerCli, taskkit_registry: Registry
+) -> None:
+    running = [taskkit_registry.enqueue("attempt", f"p{n}", first=1.5) for n in range(2)]
+    waiting = taskkit_registry.enqueue("noop")
+    process = worker_cli.start("run-worker", "-c", CONFIG, "--processes", "2")
+    wait_for(
+        lambda: started(taskkit_registry, "p0") and started(taskkit_registry, "p1"),
+        what="both jobs to start",
+    )
+
+    assert worker_cli.stop(process) == 0, worker_cli.stderr(process)
+    assert [status(taskkit_registry, job) for job in running] == [JobStatus.FINISHED] * 2
+    assert status(taskkit_registry, waiting) == JobStatus.QUEUED
+
+
+@pytest.mark.parametrize(
+    ("worker_class", "job_name", "outcome"),
+    [
+        ("fork", "attempt_retried", JobStatus.QUEUED),
+        ("fork", "attempt", JobStatus.FAILED),
+        ("simple", "attempt_retried", JobStatus.QUEUED),
+        ("simple", "attempt", JobStatus.FAILED),
+        ("spawn", "attempt", JobStatus.FAILED),
+    ],
+)
+def test_a_second_sigterm_stops_the_job_at_once_and_retries_or_fails_it(
+    worker_cli: WorkerCli,
+    taskkit_registry: Registry,
+    worker_class: str,
+    job_name: str,
+    outcome: JobStatus,
+) -> None:
+    job = taskkit_registry.enqueue(job_name, "j", first=60)
+    process = worker_cli.start("run-worker", "-c", CONFIG, "--worker-class", worker_class)
+    wait_for(lambda: started(taskkit_registry, "j"), what="the job to start")
+
+    process.send_signal(signal.SIGTERM)
+    time.sleep(1.2)  # RQ ignores a second signal within 1 s (a pool relays the first one)
+    assert process.poll() is None, "the first SIGTERM waits for the job"
+    second = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(timeout=15)
+    stopped_in = time.monotonic() - second
+
+    stderr = worker_cli.stderr(process)
+    assert code == 0, stderr
+    assert stopped_in < 5, f"the second signal took {stopped_in:.1f}s to stop the worker"
+    assert "unhandled exception" not in stderr
+    assert records(taskkit_registry, "j", "ends") == [], "the job was interrupted"
+    assert status(taskkit_registry, job) == outcome
+    assert REASON in stderr
+    if outcome == JobStatus.FAILED:
+        assert REASON in failure_text(taskkit_registry, job)
+    else:  # retried: back on its queue, and a worker runs it to the end
+        assert fetch(taskkit_registry, job).retries_left == 0
+        done = worker_cli.run("run-worker", "-c", CONFIG, "--burst")
+        assert done.returncode == 0, done.stderr
+        assert fetch(taskkit_registry, job).return_value() == 2
+    assert taskkit_registry.connection.zcard("rq:wip:default") == 0, "nothing left 'started'"
+
+
+def test_the_job_that_ends_as_the_second_signal_comes_keeps_its_result(
+    worker_cli: WorkerCli, taskkit_registry: Registry
+) -> None:
+    """A second signal right after the job finished must not turn it into a failure."""
+    job = taskkit_registry.enqueue("attempt", "e", first=1.3)
+    process = worker_cli.start("run-worker", "-c", CONFIG)
+    wait_for(lambda: started(taskkit_registry, "e"), what="the job to start")
+    process.send_signal(signal.SIGTERM)
+    wait_for_status(taskkit_registry, job, [JobStatus.FINISHED], timeout=10)
+    time.sleep(0.2)
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=15) == 0
+    assert status(taskkit_registry, job) == JobStatus.FINISHED

@@ -1,0 +1,65 @@
+"""The benchmark suite runs end to end (``--quick``) and prints its report; no timing asserts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+SECTIONS = [
+    "## Targets",
+    "## 1. taskkit app-context no-op jobs vs bare RQ no-op jobs",
+    "## 2. taskkit vs Flask-RQ 1.0's worker",
+    "## 3. taskkit vs the seed's pattern",
+    "## 4. Redis round trips and commands per job",
+    "## 5. Enqueue: single and enqueue_many",
+    "## 6. Loader",
+    "## 7. Schedules",
+    "## 8. --processes 2 vs 1",
+    "## 9. Memory",
+    "## Profile: one fork work horse",
+]
+
+
+def test_the_suite_runs_quick_and_prints_the_report(tmp_path: Path) -> None:
+    output = tmp_path / "results.md"
+    # Its own private redis-server (the default): nothing shared is touched.
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-5000:]
+    report = done.stdout
+    assert report.startswith("# taskkit benchmarks\n")
+    assert "Command: `python benchmarks/run.py --quick --output" in report
+    for heading in SECTIONS:
+        assert heading in report, heading
+    for fact in ("| machine |", "| Python |", "| Redis server |", "| rq |", "| Flask |"):
+        assert fact in report, fact
+    # Flask-RQ is left to the full run, with the reason given.
+    assert "Skipped: --quick" in report
+    assert output.read_text(encoding="utf-8") == report
+    # No section failed half-way: every target row has a verdict.
+    rows = [line for line in report.splitlines() if line.startswith("| ") and " | " in line]
+    verdicts = [
+        row.rsplit("|", 2)[-2].strip()
+        for row in rows
+        if row.endswith(("met |", "MISSED |", "skipped |"))
+    ]
+    assert len(verdicts) >= 10
