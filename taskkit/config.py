@@ -480,29 +480,6 @@ def did_you_mean(value: str, choices: list[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def next_fire_times(schedule: ScheduleConfig, after: datetime, count: int = 1) -> list[datetime]:
-    """The next ``count`` nominal run times strictly after ``after`` (aware datetimes, UTC).
-
-    ``every`` schedules tick on a fixed grid anchored at the Unix epoch in the schedule's
-    timezone-independent UTC time, so the grid never drifts.
-    """
-    from datetime import UTC
-
-    after = after.astimezone(UTC)
-    if schedule.at is not None:
-        at = schedule.at if schedule.at.tzinfo else schedule.at.replace(tzinfo=schedule.tz)
-        at = at.astimezone(UTC)
-        return [at] if at > after else []
-    if schedule.every is not None:
-        period = schedule.every
-        first = (int(after.timestamp()) // period + 1) * period
-        return [datetime.fromtimestamp(first + i * period, UTC) for i in range(count)]
-    assert schedule.cron is not None
-    local = after.astimezone(schedule.tz)
-    itr = croniter(schedule.cron, local)
-    return [itr.get_next(datetime).astimezone(UTC) for _ in range(count)]
-
-
 __all__ = [
     "AppConfig",
     "Defaults",
@@ -520,7 +497,6 @@ __all__ = [
     "check_references",
     "did_you_mean",
     "format_duration",
-    "next_fire_times",
     "parse_duration",
     "redact_url",
 ]
