@@ -43,6 +43,17 @@ def log_options(func: F) -> F:
     )(func)
 
 
+def worker_class_option(func: F) -> F:
+    """``--worker-class``, shared by run-worker and dev."""
+    return click.option(
+        "--worker-class",
+        type=click.Choice(["fork", "simple", "spawn"]),
+        default="fork",
+        show_default=True,
+        help="fork: a work horse per job; simple: in process; spawn: fresh process.",
+    )(func)
+
+
 def config_option(func: F) -> F:
     """``-c/--config``, shared by every command."""
     return click.option(
@@ -250,13 +261,7 @@ def worker_settings_options(func: F) -> F:
 )
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option("--with-scheduler", is_flag=True, help="Also run the recurring schedules.")
-@click.option(
-    "--worker-class",
-    type=click.Choice(["fork", "simple", "spawn"]),
-    default="fork",
-    show_default=True,
-    help="fork: a work horse per job; simple: in process; spawn: fresh process.",
-)
+@worker_class_option
 @click.option(
     "--processes",
     type=click.IntRange(min=1),
@@ -419,12 +424,7 @@ def schedules_list(config_path: Path | None, count: int) -> None:
     show_default=True,
     help="Seconds between checks for changed files.",
 )
-@click.option(
-    "--worker-class",
-    type=click.Choice(["fork", "simple", "spawn"]),
-    default="fork",
-    show_default=True,
-)
+@worker_class_option
 @log_options
 def dev(
     config_path: Path | None, poll: float, worker_class: str, log_level: str, log_format: str
