@@ -70,7 +70,14 @@ class WorkerCli:
     def stop(self, process: subprocess.Popen[bytes], timeout: float = 30) -> int:
         """SIGTERM a started process and return its exit code."""
         process.send_signal(signal.SIGTERM)
-        return process.wait(timeout=timeout)
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                f"{process.args!r} did not stop within {timeout:g} s "
+                f"of SIGTERM.\n--- its stacks ---\n{stacks(process.pid)}"
+                f"\n--- its output ---\n{self.stderr(process)[-6000:]}"
+            )
 
     def factory_pids(self) -> list[int]:
         """The pid of every ``create_app()`` call, in order."""
@@ -87,6 +94,17 @@ class WorkerCli:
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=10)
+
+
+def stacks(pid: int) -> str:
+    """The Python stacks of every thread of a process (py-spy), for a hang's report."""
+    spy = Path(sys.executable).parent / "py-spy"
+    command = [str(spy) if spy.exists() else "py-spy", "dump", "--pid", str(pid)]
+    try:
+        dumped = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"(py-spy could not dump it: {error})"
+    return dumped.stdout + dumped.stderr
 
 
 def _lines(path: Path) -> list[str]:
