@@ -302,16 +302,32 @@ def run_worker(  # noqa: PLR0917 - click passes options positionally
     setup_logging(log_level, log_format)  # type: ignore[arg-type]
     if with_scheduler:
         _start_scheduler(registry, burst)
-    run(
-        registry,
-        queues=names,
-        worker_class=worker_class,  # type: ignore[arg-type]
-        burst=burst,
-        max_jobs=max_jobs,
-        processes=processes,
-        log_level=log_level,
-        settings=registry.config.worker.model_copy(update=overrides),
-    )
+    try:
+        run(
+            registry,
+            queues=names,
+            worker_class=worker_class,  # type: ignore[arg-type]
+            burst=burst,
+            max_jobs=max_jobs,
+            processes=processes,
+            log_level=log_level,
+            settings=registry.config.worker.model_copy(update=overrides),
+        )
+    finally:
+        _ignore_stop_signals()
+
+
+def _ignore_stop_signals() -> None:
+    """A long-running command has stopped: further SIGTERM/SIGINT must not kill its exit.
+
+    While Python shuts down it resets the handlers it installed to the default one, so
+    a signal a process manager repeats then ends a clean exit 0 as "killed by SIGTERM".
+    Ignored signals stay ignored through shutdown.
+    """
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _start_scheduler(registry: Registry, burst: bool) -> None:
@@ -359,7 +375,10 @@ def run_scheduler(
 
     registry = _registry(config_path)
     setup_logging(log_level, log_format)  # type: ignore[arg-type]
-    run(registry, interval=interval, burst=burst)
+    try:
+        run(registry, interval=interval, burst=burst)
+    finally:
+        _ignore_stop_signals()
 
 
 @cli.group()
