@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -62,6 +63,11 @@ REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 """What redis-py raises when Redis cannot be reached or does not answer in time."""
 REDIS_GONE_EXIT = 75
 """Exit status of a pool worker that gave up on Redis (EX_TEMPFAIL)."""
+BEAT_EVERY = 1.0
+"""Seconds within which a worker's repeated heartbeat, and ``rq suspend`` check, are
+skipped: RQ makes each once or more per job, a Redis round trip or three each time."""
+MIN_SKIPPED_TTL = 15
+"""A heartbeat is skipped only after one that kept the worker's key this many seconds."""
 _PR_SET_PDEATHSIG = 1
 # Loaded once, in the worker, so that each forked work horse only makes the call.
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
@@ -143,6 +149,10 @@ class _Policies(BaseWorker):
         self.redis_lost_at: float | None = None
         self.redis_gone: RedisGoneError | None = None
         self.running: tuple[Job, Queue] | None = None
+        # What the round-trip savings below need to know (see heartbeat, set_state).
+        self._last_beat = (-math.inf, 0)  # (monotonic time, TTL it set)
+        self._state_written: str | None = None
+        self._suspension_checked_at = -math.inf
 
     @property
     def dequeue_timeout(self) -> int:
@@ -268,39 +278,69 @@ class _Policies(BaseWorker):
     # -- Redis outages ------------------------------------------------------------------
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
-        """RQ's heartbeat; without Redis it notes the outage and, when idle past
-        ``redis_timeout``, stops the worker (RQ would retry forever). An idle worker
-        asked to stop stops here (see :meth:`request_stop`)."""
+        """RQ's heartbeat in one round trip, at most once per :data:`BEAT_EVERY`.
+
+        RQ sends its three commands one by one, and three times per job from its loop
+        (9 of a simple worker's 20 round trips per no-op job). A beat sets a TTL of at
+        least a minute, so skipping the ones that follow a beat within a second
+        changes nothing a reader of the worker's key can see. Without Redis it notes
+        the outage and, when idle past ``redis_timeout``, stops the worker (RQ would
+        retry forever). An idle worker asked to stop stops here (see
+        :meth:`request_stop`).
+        """
+        ttl = timeout or self.worker_ttl + 60
         if pipeline is not None:
             super().heartbeat(timeout, pipeline)
+            self._last_beat = (time.monotonic(), ttl)
             return
         if self._stop_requested and self.running is None:
             raise StopRequested
+        if timeout is None and self._beaten_recently():
+            return
         try:
-            super().heartbeat(timeout)
+            with self.connection.pipeline(transaction=False) as beat:
+                super().heartbeat(timeout, beat)
+                beat.execute()
         except REDIS_ERRORS as error:
             self._redis_lost(error)
             self._give_up_past_deadline(error)
             return
+        self._last_beat = (time.monotonic(), ttl)
         self._redis_back()
 
+    def _beaten_recently(self) -> bool:
+        beaten_at, ttl = self._last_beat
+        return ttl >= MIN_SKIPPED_TTL and time.monotonic() - beaten_at < BEAT_EVERY
+
     def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
-        """RQ's; the state shown in ``rq info`` is not worth ending the worker for.
+        """RQ's, minus the write of a state Redis already holds (RQ writes "idle" twice
+        per job); and the state shown in ``rq info`` is not worth ending the worker for.
 
         RQ sets it outside its retry loop, so a Redis outage that outlasts a job ended
         the worker right after it.
         """
+        if pipeline is None and state == self._state_written:
+            self._state = state
+            return
         try:
             super().set_state(state, pipeline)
         except REDIS_ERRORS as error:
+            self._state_written = None
             self._redis_lost(error)
+            return
+        self._state_written = state
 
     def check_for_suspension(self, burst: bool) -> None:
-        """RQ's ``rq suspend`` check; a Redis error here no longer ends the worker."""
+        """RQ's ``rq suspend`` check, at most once per :data:`BEAT_EVERY` (RQ: once per
+        job, a round trip each); a Redis error here no longer ends the worker."""
+        if time.monotonic() - self._suspension_checked_at < BEAT_EVERY:
+            return
         try:
             super().check_for_suspension(burst)
         except REDIS_ERRORS as error:
             self._redis_lost(error)
+            return
+        self._suspension_checked_at = time.monotonic()
 
     def teardown(self) -> None:
         """RQ's teardown; without Redis the worker's death cannot be recorded, and is logged."""

@@ -329,3 +329,17 @@ def test_rq_job_id_is_set_in_the_work_horse_only(taskkit_registry: Registry) -> 
     for job in jobs:
         assert fetch(taskkit_registry, job).return_value()["rq_job_id"] == job.id
     assert "RQ_JOB_ID" not in os.environ
+
+
+def test_rq_suspend_holds_the_jobs_and_rq_resume_lets_them_run(taskkit_registry: Registry) -> None:
+    """`rq suspend` is checked at most once a second (workers.BEAT_EVERY), never skipped."""
+    from rq.suspension import resume, suspend
+
+    job = taskkit_registry.enqueue("report_app")
+    suspend(taskkit_registry.connection)
+    try:
+        assert run_burst_worker(taskkit_registry, worker_class="simple").finished == 0
+        assert fetch(taskkit_registry, job).get_status() == JobStatus.QUEUED
+    finally:
+        resume(taskkit_registry.connection)
+    assert run_burst_worker(taskkit_registry, worker_class="simple").finished == 1
