@@ -12,16 +12,34 @@ variants alternate (ABBA...) over the rounds, and the figures are medians of job
 - ``RQ Queue.enqueue, defaults`` and ``RQ Queue.enqueue_many``: for scale.
 
 Round trips per enqueue are counted too (redis-py, as in bench_roundtrips).
+
+Alone (section 5 of ``benchmarks/run.py`` otherwise)::
+
+    python benchmarks/bench_enqueue.py --jobs 500 --rounds 7   # on a private redis-server
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import redis
-from common import NOOP, Section, Target, alternating, median, ratio_text
+from common import (
+    NOOP,
+    Section,
+    Target,
+    alternating,
+    database,
+    median,
+    ratio_text,
+    redis_server,
+    write_jobs_yaml,
+)
 from rq import Queue
 from rq.serializers import JSONSerializer
 
@@ -150,3 +168,32 @@ def section(
         )
     )
     return part
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure this section alone and print it as markdown."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=500, help="jobs per measurement [500]")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds [7]")
+    parser.add_argument(
+        "--redis-url", help="a server whose database 13 is empty (default: a private one)"
+    )
+    parser.add_argument("--no-round-trips", action="store_true", help="skip counting them")
+    options = parser.parse_args(argv)
+    with redis_server(options.redis_url) as server, tempfile.TemporaryDirectory() as tmp:
+        # The benchmark jobs.yaml reads ${REDIS_URL}, as in run.py.
+        os.environ["REDIS_URL"] = server
+        os.environ.pop("TASKKIT_REDIS_URL", None)
+        jobs_yaml = write_jobs_yaml(Path(tmp))
+        url = database(server, 13)
+        rates = measure(url, jobs_yaml, options.jobs, options.rounds)
+        trips = None if options.no_round_trips else round_trips(url, jobs_yaml)
+    part = section(rates, trips, options.jobs, options.rounds)
+    lines = [f"## {part.title}", "", *part.lines]
+    lines += [f"- {t.what}: {t.measured} (target {t.target}, {t.verdict})" for t in part.targets]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
