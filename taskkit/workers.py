@@ -50,6 +50,7 @@ from rq.worker_pool import WorkerData, WorkerPool
 from rq.worker_registration import clean_worker_registry, register
 
 from taskkit.config import WorkerConfig
+from taskkit.spawn import spawn_horse
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -547,8 +548,14 @@ class TaskkitSpawnWorker(TaskkitWorker, SpawnWorker):
     so the job class loads its registry (from ``$TASKKIT_CONFIG``) first.
     """
 
-    # RQ's posix_spawn, not the fork above; its environment is how the horse learns them.
-    fork_work_horse = SpawnWorker.fork_work_horse
+    def fork_work_horse(self, job: Job, queue: Queue) -> None:
+        """RQ's posix_spawn, without the Redis password on the horse's command line.
+
+        See :mod:`taskkit.spawn`: RQ writes the connection settings into the ``-c``
+        source that ``ps`` shows every user, and sets ``RQ_JOB_ID`` in the worker.
+        """
+        self._horse_pid = spawn_horse(self, job, queue)
+        self.procline(f"Spawned {self._horse_pid} at {time.time()}")  # type: ignore[no-untyped-call]
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         """Load the registry and logging set-up, then work the job as the fork horse does."""

@@ -52,14 +52,21 @@ def taskkit(config: Path, url: str, *args: str, **env: str) -> subprocess.Comple
 
 
 def enqueue_and_work(
-    config: Path, url: str, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    config: Path,
+    url: str,
+    client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    worker_class: str = "fork",
 ) -> None:
-    """Enqueue, run ``taskkit run-worker --burst``, and check the job finished in Redis."""
+    """Enqueue, run ``taskkit run-worker --burst``, and check the job finished in Redis.
+
+    A ``spawn`` horse connects anew, from what its worker passes it (taskkit.spawn).
+    """
     monkeypatch.setenv("REDIS_URL", url)
     monkeypatch.delenv("TASKKIT_REDIS_URL", raising=False)
     registry = load(config, cached=False)
     job = registry.enqueue("ping", value="over the wire")
-    worked = taskkit(config, url, "run-worker", "--burst")
+    worked = taskkit(config, url, "run-worker", "--burst", "--worker-class", worker_class)
     assert worked.returncode == 0, worked.stderr
 
     job = Job.fetch(job.id, connection=client, serializer=registry.serializer)
@@ -116,12 +123,13 @@ def _skip_without_tls(directory: Path, cert: Path, key: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("worker_class", ["fork", "spawn"])
 def test_rediss_enqueue_and_a_burst_worker_over_tls(
-    tls_server: TlsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tls_server: TlsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker_class: str
 ) -> None:
     client = redis.Redis.from_url(tls_server.url)
     client.flushall()
-    enqueue_and_work(write_jobs_yaml(tmp_path), tls_server.url, client, monkeypatch)
+    enqueue_and_work(write_jobs_yaml(tmp_path), tls_server.url, client, monkeypatch, worker_class)
     client.close()
 
 
@@ -140,13 +148,14 @@ def test_rediss_without_the_ca_says_how_to_pass_it(tls_server: TlsServer, tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("worker_class", ["fork", "spawn"])
 def test_unix_socket_enqueue_and_a_burst_worker(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker_class: str
 ) -> None:
     with EmbeddedRedis(unix_socket=True, db=3) as server:
         assert server.url.startswith("unix://")
         client = redis.Redis.from_url(server.url)
-        enqueue_and_work(write_jobs_yaml(tmp_path), server.url, client, monkeypatch)
+        enqueue_and_work(write_jobs_yaml(tmp_path), server.url, client, monkeypatch, worker_class)
         client.close()
 
 
@@ -199,12 +208,13 @@ def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSetup
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("worker_class", ["fork", "spawn"])
 def test_sentinel_enqueue_and_a_burst_worker(
-    sentinel: SentinelSetup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sentinel: SentinelSetup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker_class: str
 ) -> None:
     client = sentinel.master()
     client.flushdb()
-    enqueue_and_work(write_jobs_yaml(tmp_path), sentinel.url(), client, monkeypatch)
+    enqueue_and_work(write_jobs_yaml(tmp_path), sentinel.url(), client, monkeypatch, worker_class)
     client.close()
 
 

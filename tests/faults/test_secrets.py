@@ -9,9 +9,12 @@ start, a wrong password, enqueue with Redis down) and tests/test_cli_worker.py
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from fault_support import CONFIG, FAULT_JOBS, PrivateRedis
-from worker_support import WorkerCli
+from fault_support import CONFIG, FAULT_JOBS, PrivateRedis, records, status
+from rq.job import JobStatus
+from worker_support import WorkerCli, wait_for
 
 from taskkit.registry import load
 
@@ -51,6 +54,28 @@ def test_the_password_never_shows_in_logs_output_or_redis(
     stored = dump(password_redis)
     assert len(stored) > 10
     assert not [key for key, value in stored.items() if password.encode() in key + value]
+
+
+def test_a_spawned_work_horse_has_no_password_on_its_command_line(
+    worker_cli: WorkerCli, password_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RQ's SpawnWorker wrote the connection settings into the horse's `python -c` source,
+    which `ps` shows every user of the machine; taskkit passes them in the environment."""
+    password = str(password_redis.password)
+    monkeypatch.setenv("REDIS_URL", password_redis.url)
+    worker_cli.env["REDIS_URL"] = password_redis.url
+    registry = load(FAULT_JOBS, cached=False)
+    job = registry.enqueue("attempt", "spawned", first=2)
+
+    worker = worker_cli.start("run-worker", "-c", CONFIG, "--burst", "--worker-class", "spawn")
+    wait_for(lambda: records(registry, "spawned"), what="the spawned horse to start the job")
+    horse = records(registry, "spawned")[0]["pid"]
+    command_line = Path(f"/proc/{horse}/cmdline").read_bytes()
+    assert worker.wait(timeout=60) == 0, worker_cli.stderr(worker)
+
+    assert b"taskkit.spawn" in command_line, command_line
+    assert password.encode() not in command_line
+    assert status(registry, job) == JobStatus.FINISHED  # it reached the server all the same
 
 
 def dump(server: PrivateRedis) -> dict[bytes, bytes]:
