@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
@@ -57,6 +57,18 @@ def effective_url(configured: SecretUrl) -> SecretUrl:
         ) from None
 
 
+CONNECT_TIMEOUT = 5.0
+"""Seconds to wait for a TCP connection. redis-py waits as long as the OS does (~2 min
+on Linux) for a host that drops packets, so ``taskkit status`` against a firewalled or
+dead address hung instead of saying so; ``?socket_connect_timeout=`` in the URL wins."""
+CLIENT_DEFAULTS: dict[str, Any] = {
+    "socket_connect_timeout": CONNECT_TIMEOUT,
+    # Lets the kernel notice a peer that vanished (host gone, NAT entry dropped) on an
+    # idle connection, such as a worker's while it waits for a job.
+    "socket_keepalive": True,
+}
+
+
 def connect(url: SecretUrl | str) -> redis.Redis:
     """A Redis client for ``url`` (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``).
 
@@ -67,7 +79,8 @@ def connect(url: SecretUrl | str) -> redis.Redis:
     try:
         if real.startswith("redis+sentinel://"):
             return _sentinel_master(parse_sentinel_url(real))
-        return redis.Redis.from_url(real)
+        # Options in the URL win over these defaults (redis-py applies them last).
+        return redis.Redis.from_url(real, **CLIENT_DEFAULTS)
     except ValueError as error:
         raise RedisUnavailableError(
             f"{redact_url(real)} is not a valid Redis URL: {scrub(str(error))}; "
@@ -142,13 +155,14 @@ def _sentinel_options(query: str) -> tuple[dict[str, str], dict[str, float]]:
 def _sentinel_master(url: SentinelUrl) -> redis.Redis:
     from redis.sentinel import Sentinel
 
+    options = {**CLIENT_DEFAULTS, **url.socket_options}
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         url.hosts,
-        sentinel_kwargs={**url.sentinel_kwargs, **url.socket_options} or None,
+        sentinel_kwargs={**url.sentinel_kwargs, **options},
         username=url.username,
         password=url.password,
         db=url.db,
-        **url.socket_options,
+        **options,
     )
     master: redis.Redis = sentinel.master_for(url.service)  # type: ignore[no-untyped-call]
     return master

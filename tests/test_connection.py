@@ -333,3 +333,32 @@ def test_sentinel_url_parts() -> None:
     assert parsed.sentinel_kwargs == {"password": "s"}
     assert parsed.socket_options == {"socket_timeout": 0.5}
     assert "p:w" not in repr(parsed)
+
+
+# -- an address that never answers ------------------------------------------------------------
+
+
+def test_an_address_that_drops_connections_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """A listener whose backlog is full drops new SYNs, as a firewalled host does: the
+    client must give up after its connect timeout (redis-py alone waits ~2 min)."""
+    import socket
+
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        filler.connect(("127.0.0.1", port))  # the one connection the backlog holds
+        done = taskkit(write_jobs_yaml(tmp_path), f"redis://:{MASTER_PASSWORD}@127.0.0.1:{port}/0",
+                       "status")  # fmt: skip
+
+    assert done.returncode == 1
+    assert "Timeout connecting to server" in done.stderr
+    assert MASTER_PASSWORD not in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_the_url_may_set_its_own_connect_timeout() -> None:
+    client = connection.connect("redis://127.0.0.1:6379/0?socket_connect_timeout=1.5")
+    assert client.connection_pool.connection_kwargs["socket_connect_timeout"] == 1.5
+    default = connection.connect("redis://127.0.0.1:6379/0")
+    assert default.connection_pool.connection_kwargs["socket_connect_timeout"] == 5.0
