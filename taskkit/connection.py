@@ -80,6 +80,8 @@ def connect(url: SecretUrl | str) -> redis.Redis:
         if real.startswith("redis+sentinel://"):
             return _sentinel_master(parse_sentinel_url(real))
         # Options in the URL win over these defaults (redis-py applies them last).
+        if real.startswith("unix://"):  # no TCP: no keepalive (redis-py refuses the option)
+            return redis.Redis.from_url(real, socket_connect_timeout=CONNECT_TIMEOUT)
         return redis.Redis.from_url(real, **CLIENT_DEFAULTS)
     except ValueError as error:
         raise RedisUnavailableError(
