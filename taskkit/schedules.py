@@ -125,6 +125,7 @@ def sync(registry: Registry, now: datetime | None = None, *, dry_run: bool = Fal
         changes = _plan(registry, _existing(registry), moment)
         if not dry_run:
             _apply(registry, changes)
+            _forget_removed(registry)
         return changes
 
     return connection.call(registry.redis_url, "sync schedules", run)
@@ -252,6 +253,18 @@ def _apply(registry: Registry, changes: list[Change]) -> None:
                 pipe.zrem(SCHEDULED_JOBS_KEY, change.entry_id)
                 pipe.delete(Job.key_for(change.entry_id))
         pipe.execute()
+
+
+def _forget_removed(registry: Registry) -> None:
+    """Drop the last-run records of schedules no longer in the file.
+
+    Disabled schedules and finished ``at`` ones keep theirs: the record is what stops a
+    one-off from firing again.
+    """
+    declared = set(registry.config.schedules)
+    gone = [n for n in map(_text, registry.connection.hkeys(STATE_KEY)) if n not in declared]
+    if gone:
+        registry.connection.hdel(STATE_KEY, *gone)
 
 
 def _write_template(registry: Registry, change: Change, pipe: redis.client.Pipeline) -> None:

@@ -7,6 +7,7 @@ tests/apps/schedjobs.py, loaded through ``pythonpath:`` of a jobs.yaml in tmp_pa
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from taskkit.execution import TaskkitJob, make_worker, prepare_process
 from taskkit.registry import Registry, load
 from taskkit.schedules import (
     SCHEDULED_JOBS_KEY,
+    STATE_KEY,
     Change,
     Scheduler,
     Tick,
@@ -238,6 +240,21 @@ def test_removed_and_disabled_schedules_are_pruned(
     assert outcomes_of(sync(registry, now=T0)) == [
         ("create", "nightly", datetime(2030, 1, 1, 2, tzinfo=UTC))
     ]
+
+
+def test_sync_forgets_the_last_runs_of_schedules_no_longer_in_the_file(
+    tmp_path: Path, redis_url: str, redis_conn: redis.Redis
+) -> None:
+    registry = configure(tmp_path, redis_url, MIXED)
+    sync(registry, now=T0)
+    for name in ("beat", "launch", "nightly", "renamed-long-ago"):
+        redis_conn.hset(STATE_KEY, name, json.dumps({"nominal": 1.0, "outcome": "enqueued"}))
+    left = {"beat": MIXED["beat"], "nightly": {**MIXED["nightly"], "enabled": False}}
+    sync(configure(tmp_path, redis_url, left), now=T0)
+    # A disabled schedule keeps its record (it comes back with its history).
+    assert sorted(redis_conn.hkeys(STATE_KEY)) == [b"beat", b"nightly"]
+    sync(configure(tmp_path, redis_url, left), now=T0, dry_run=True)
+    assert sorted(redis_conn.hkeys(STATE_KEY)) == [b"beat", b"nightly"]
 
 
 def test_entries_taskkit_did_not_create_are_left_alone(
