@@ -58,9 +58,10 @@ def effective_url(configured: SecretUrl) -> SecretUrl:
 
 
 CONNECT_TIMEOUT = 5.0
-"""Seconds to wait for a TCP connection. redis-py waits as long as the OS does (~2 min
-on Linux) for a host that drops packets, so ``taskkit status`` against a firewalled or
-dead address hung instead of saying so; ``?socket_connect_timeout=`` in the URL wins."""
+"""Seconds to wait for a TCP connection. Without it redis-py waits for as long as the
+kernel retries its SYNs (59 s measured here) on a host that drops packets, so
+``taskkit status`` against a firewalled or dead address hung instead of saying so;
+``?socket_connect_timeout=`` in the URL wins."""
 CLIENT_DEFAULTS: dict[str, Any] = {
     "socket_connect_timeout": CONNECT_TIMEOUT,
     # Lets the kernel notice a peer that vanished (host gone, NAT entry dropped) on an
