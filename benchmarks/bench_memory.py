@@ -79,10 +79,11 @@ def section(readings: dict[str, Readings]) -> Section:
     part.say(
         "VmRSS of the worker process (for fork: the parent); jobs are no-ops in an app "
         f'context. "No growth beyond noise" is read as less than {NOISE_KIB // 1024} MiB. '
-        "A forking worker's parent, bare RQ's as much as taskkit's, grows by about 100 bytes "
-        "per job once malloc's slack is used up (a few thousand jobs): RQ's "
-        "`Worker.fork_work_horse` sets `os.environ['RQ_JOB_ID']` (and `RQ_WORKER_ID`) in the "
-        "parent for every job, and glibc's `setenv` never frees the string it replaces "
-        "(~95 bytes per assignment measured here): ~100 MB per million jobs, inside RQ."
+        "Bare RQ's forking worker grows by about 100 bytes per job once malloc's slack is "
+        "used up (a few thousand jobs): its `Worker.fork_work_horse` sets "
+        "`os.environ['RQ_JOB_ID']` (and `RQ_WORKER_ID`) in the parent for every job, and "
+        "glibc's `setenv` never frees the string it replaces (~95 bytes per assignment "
+        "measured here): ~100 MB per million jobs. taskkit's sets them in the work horse "
+        "only."
     )
     return part

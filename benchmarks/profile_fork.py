@@ -19,7 +19,9 @@ Variants: ``bare RQ`` (RQ's Worker, the job module imported, no Flask), ``taskki
 (``make_worker(..., "fork")`` after ``prepare_process``, as ``taskkit run-worker`` runs),
 ``taskkit, line logged in the horse`` (the worker class before the job's line moved to
 the worker process: what the line costs a horse), and a what-if without the at-fork
-disposal of the app's database pools (``fork_hygiene=False``), the largest cost left.
+hook for the app's database pools (``fork_hygiene=False``): what the hook still costs
+now that it leaves pools holding no connection alone (it rebuilt every pool in every
+horse before, ~300 faults / 1.8 ms).
 
     python benchmarks/profile_fork.py [--jobs 150] [--rounds 2]
 """
