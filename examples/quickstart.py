@@ -131,7 +131,7 @@ def _report(app: object, workdir: Path, worker_exit: int) -> int:
     teardowns = [line for line in _lines(workdir / "teardown.log") if line.split()[0] != me]
     print(f"\nthe worker process built the Flask app {len(builds)} time(s), not once per job")
     print(f"teardown handlers ran {len(teardowns)} time(s) in the worker: once per app/request job")
-    print("\n$ taskkit list")
+    print("\n$ taskkit list", flush=True)  # before the command's own output, also in a pipe
     subprocess.run([sys.executable, "-m", "taskkit", "list"], check=False)
     return 0 if worker_exit == 0 and receipts else 1
 
