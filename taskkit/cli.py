@@ -401,6 +401,21 @@ def schedules_sync(config_path: Path | None, dry_run: bool) -> None:
     click.echo(("dry run: " if dry_run else "") + (summary if changes else "no schedules"))
 
 
+@schedules.command("run")
+@config_option
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Run even while the last run is queued or running.")
+def schedules_run(config_path: Path | None, name: str, force: bool) -> None:
+    """Enqueue schedule NAME's job now, with its arguments; prints the job id.
+
+    The next tick stays when it was. With overlap: skip, a tick due while this run is
+    queued or running is skipped, and this command refuses while the last run is.
+    """
+    from taskkit.schedules import run_now
+
+    click.echo(run_now(_registry(config_path), name, force=force))
+
+
 @schedules.command("list")
 @config_option
 @click.option(
@@ -426,10 +441,11 @@ def schedules_list(config_path: Path | None, count: int) -> None:
             click.echo(
                 f"    next  {local.isoformat()}  ({moment.strftime('%Y-%m-%d %H:%M:%S')} UTC)"
             )
-        if view.last:
-            at = datetime.fromtimestamp(view.last.get("nominal", 0), UTC)
+        if view.last_run is not None:
             job = f" job {view.last['job_id']}" if view.last.get("job_id") else ""
-            click.echo(f"    last  {at.isoformat()} {view.last.get('outcome', '?')}{job}")
+            click.echo(
+                f"    last  {view.last_run.isoformat()} {view.last.get('outcome', '?')}{job}"
+            )
         else:
             click.echo("    last  never")
 

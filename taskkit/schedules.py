@@ -38,6 +38,7 @@ from rq_scheduler import Scheduler as _RqScheduler
 
 from taskkit import connection
 from taskkit.config import ScheduleConfig
+from taskkit.errors import ScheduleError
 from taskkit.registry import META_KEY, Registry
 from taskkit.timing import at_time, next_fire_times
 
@@ -57,6 +58,8 @@ META_SCHEDULE = "taskkit_schedule"
 META_FINGERPRINT = "taskkit_fingerprint"
 META_TIMING = "taskkit_timing"
 META_TICK = "taskkit_tick"
+BY_HAND = "run by hand"
+"""The outcome recorded for a run started with ``taskkit schedules run``."""
 _ACTIVE = {
     str(s.value)
     for s in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
@@ -549,6 +552,13 @@ class ScheduleView:
     last: dict[str, Any]
     state: str
 
+    @property
+    def last_run(self) -> datetime | None:
+        """When the latest run was due (a tick), or enqueued (a run by hand)."""
+        key = "at" if self.last.get("outcome") == BY_HAND else "nominal"
+        moment = self.last.get(key)
+        return None if moment is None else datetime.fromtimestamp(moment, UTC)
+
 
 def describe(registry: Registry, now: datetime | None = None, count: int = 3) -> list[ScheduleView]:
     """Each schedule with its stored next run, the next ``count`` times, its last tick."""
@@ -583,6 +593,59 @@ def describe(registry: Registry, now: datetime | None = None, count: int = 3) ->
     return views
 
 
+def run_now(
+    registry: Registry, name: str, *, force: bool = False, now: datetime | None = None
+) -> str:
+    """Enqueue schedule ``name``'s job now, with its arguments; the job's id.
+
+    A run by hand counts as the schedule's latest run, so ``overlap: skip`` keeps the
+    next tick from starting beside it; it does not move the schedule's next tick. While
+    the previous run is queued or running, a schedule with ``overlap: skip`` refuses
+    unless ``force``.
+    """
+    schedule = registry.config.schedules.get(name)
+    if schedule is None:
+        known = ", ".join(registry.config.schedules) or "none"
+        raise ScheduleError(f"no schedule {name!r} in {registry.path} (schedules: {known})")
+    moment = _now(now)
+
+    def run() -> str:
+        with registry.connection.pipeline() as pipe:
+            while True:
+                try:
+                    return _enqueue_by_hand(registry, pipe, name, force=force, now=moment)
+                except redis.WatchError:
+                    continue  # a tick or another run-by-hand changed the record: look again
+
+    return connection.call(registry.redis_url, f"run schedule {name}", run)
+
+
+def _enqueue_by_hand(
+    registry: Registry, pipe: redis.client.Pipeline, name: str, *, force: bool, now: datetime
+) -> str:
+    schedule = registry.config.schedules[name]
+    declared = registry.jobs[schedule.job]
+    pipe.watch(STATE_KEY)  # type: ignore[no-untyped-call]
+    last = _json_meta(pipe.hget(STATE_KEY, name))
+    previous = last.get("job_id")
+    if schedule.overlap == "skip" and not force and previous and _active(pipe, previous):
+        pipe.unwatch()
+        raise ScheduleError(
+            f"schedule {name!r}: its last run (job {previous}) is still queued or running "
+            "and the schedule has overlap: skip; wait for it, or pass --force"
+        )
+    job = registry._create(declared, tuple(schedule.args), dict(schedule.kwargs))
+    job.meta.update({META_SCHEDULE: name, META_TICK: BY_HAND})
+    pipe.multi()
+    registry.queue(declared.settings.queue).enqueue_job(job, pipeline=pipe)
+    # The tick record ("nominal") stays: it is what keeps a done one-off from firing again.
+    state = {**last, "outcome": BY_HAND, "at": now.timestamp(), "job_id": job.id}
+    pipe.hset(STATE_KEY, name, json.dumps(state))
+    pipe.execute()
+    log.info("%s: run by hand, job=%s", name, job.id, extra={"schedule": name, "job_id": job.id})
+    return str(job.id)
+
+
 def _state(
     registry: Registry,
     name: str,
@@ -613,6 +676,7 @@ __all__ = [
     "describe",
     "fingerprint",
     "plan",
+    "run_now",
     "schedule_id",
     "sync",
 ]

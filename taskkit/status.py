@@ -147,9 +147,7 @@ def _schedules(registry: Registry) -> list[ScheduleStatus]:
     result = []
     for view in views:
         last = view.last
-        last_run = (
-            datetime.fromtimestamp(last["nominal"], UTC).isoformat() if "nominal" in last else None
-        )
+        last_run = view.last_run.isoformat() if view.last_run else None
         result.append(
             ScheduleStatus(
                 name=view.name,

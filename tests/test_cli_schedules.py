@@ -18,6 +18,7 @@ import redis
 import yaml
 from click.testing import CliRunner
 from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from taskkit.cli import cli
 from taskkit.registry import Registry, load
@@ -54,6 +55,13 @@ def score(conn: redis.Redis, name: str) -> float:
     found = conn.zscore(SCHEDULED_JOBS_KEY, schedule_id(name))
     assert found is not None, f"{name} is not in Redis"
     return found
+
+
+def taskkit(*args: str) -> subprocess.CompletedProcess[str]:
+    """The console entry point in a process of its own: exit codes and error lines."""
+    return subprocess.run(
+        [*TASKKIT, *args], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def invoke(*args: str) -> str:
@@ -239,3 +247,57 @@ def test_run_worker_with_scheduler_burst_syncs_and_runs_due_ticks(
 
 def _registry_queue_empty(registry: Registry) -> bool:
     return all(registry.queue(name).count == 0 for name in registry.queue_names)
+
+
+# -- schedules run: a run by hand ----------------------------------------------------------------
+
+
+def test_schedules_run_enqueues_now_and_leaves_the_next_tick(
+    tmp_path: Path, redis_url: str, redis_conn: redis.Redis
+) -> None:
+    schedules = {"beat": {"job": "record", "every": "1h", "args": ["by-hand"]}}
+    path = write_config(tmp_path, redis_url, schedules)
+    registry = load(path, cached=False)
+    sync(registry)
+    stored = score(redis_conn, "beat")
+
+    job_id = invoke("schedules", "run", "-c", str(path), "beat").strip()
+
+    job = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
+    assert job.args == ["by-hand"]
+    assert job.origin == registry.jobs["record"].settings.queue
+    assert job_id.encode() in redis_conn.lrange(f"rq:queue:{job.origin}", 0, -1)
+    assert score(redis_conn, "beat") == stored, "the next tick did not move"
+    listed = _blocks(invoke("schedules", "list", "-c", str(path)))["beat"]
+    assert any(line.startswith("last  ") and f"run by hand job {job_id}" in line for line in listed)
+
+
+def test_schedules_run_respects_overlap_skip_both_ways(
+    tmp_path: Path, redis_url: str, redis_conn: redis.Redis
+) -> None:
+    path = write_config(tmp_path, redis_url, {"beat": {"job": "tick", "every": "1h"}})
+    registry = load(path, cached=False)
+    sync(registry)
+    first = invoke("schedules", "run", "-c", str(path), "beat").strip()
+
+    # While the run by hand is queued, the schedule's own tick is skipped ...
+    due = datetime.fromtimestamp(score(redis_conn, "beat"), UTC)
+    [tick] = Scheduler(registry).tick(due)
+    assert tick.outcome == "skipped-overlap"
+    # ... and so is a second run by hand, unless forced.
+    refused = taskkit("schedules", "run", "-c", str(path), "beat")
+    assert refused.returncode == 1
+    assert f"its last run (job {first}) is still queued or running" in refused.stderr
+    assert "pass --force" in refused.stderr
+    forced = invoke("schedules", "run", "-c", str(path), "beat", "--force").strip()
+    assert forced != first
+
+
+def test_schedules_run_of_an_unknown_schedule_names_the_known_ones(
+    tmp_path: Path, redis_url: str
+) -> None:
+    path = write_config(tmp_path, redis_url, {"beat": {"job": "tick", "every": "1h"}})
+    done = taskkit("schedules", "run", "-c", str(path), "baet")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: no schedule 'baet'")
+    assert "(schedules: beat)" in done.stderr and "Traceback" not in done.stderr
