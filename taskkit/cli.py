@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -186,23 +186,50 @@ def schema(config_path: Path | None, output: Path | None) -> None:
 @click.argument("name")
 @click.argument("params", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--in", "delay", default=None, help="Run after this long (e.g. 30s, 5m).")
+@click.option(
+    "--at",
+    "when",
+    default=None,
+    metavar="DATETIME",
+    help="Run at this time, ISO 8601 (2026-12-01T09:00+01:00; without an offset: UTC).",
+)
 def enqueue(
-    config_path: Path | None, name: str, params: tuple[str, ...], delay: str | None
+    config_path: Path | None,
+    name: str,
+    params: tuple[str, ...],
+    delay: str | None,
+    when: str | None,
 ) -> None:
     """Enqueue job NAME; values are JSON where they parse (1, true, [1,2]), else strings."""
+    if delay is not None and when is not None:
+        raise click.UsageError("give --in or --at, not both")
     kwargs = dict(_parse_param(p) for p in params)
     registry = _registry(config_path)
     if delay is not None:
-        from datetime import timedelta
-
-        try:
-            seconds = parse_duration(delay)
-        except ValueError as error:
-            raise click.BadParameter(str(error), param_hint="--in") from None
-        job = registry.enqueue_in(timedelta(seconds=seconds), name, **kwargs)
+        job = registry.enqueue_in(timedelta(seconds=_seconds(delay, "--in")), name, **kwargs)
+    elif when is not None:
+        job = registry.enqueue_at(_moment(when), name, **kwargs)
     else:
         job = registry.enqueue(name, **kwargs)
     click.echo(job.id)
+
+
+def _seconds(text: str, option: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint=option) from None
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO 8601 date and time; write e.g. 2026-12-01T09:00+01:00",
+            param_hint="--at",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _parse_param(text: str) -> tuple[str, Any]:

@@ -261,6 +261,28 @@ def test_enqueue_prints_the_job_id_and_parses_json_values(
     scheduled = ScheduledJobRegistry("default", connection=taskkit_registry.connection)
     assert scheduled.get_job_ids() == [later.stdout.strip()]
 
+    at = worker_cli.run("enqueue", "-c", CONFIG, "--at", "2030-01-01T09:00+01:00", "report_none")
+    naive = worker_cli.run("enqueue", "-c", CONFIG, "--at", "2030-01-01T09:00", "report_none")
+    assert scheduled.get_scheduled_time(at.stdout.strip()) == datetime(2030, 1, 1, 8, tzinfo=UTC)
+    assert scheduled.get_scheduled_time(naive.stdout.strip()) == datetime(2030, 1, 1, 9, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--at", "tomorrow", "noop"], "'tomorrow' is not an ISO 8601 date and time"),
+        (["--in", "soon", "noop"], "Invalid value for --in: 'soon' is not a duration"),
+        (["--in", "5m", "--at", "2030-01-01T09:00", "noop"], "give --in or --at, not both"),
+    ],
+)
+def test_enqueue_time_options_are_checked_as_usage_errors(
+    worker_cli: WorkerCli, taskkit_registry: Registry, args: list[str], expected: str
+) -> None:
+    done = worker_cli.run("enqueue", "-c", CONFIG, *args)
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr
+    assert taskkit_registry.connection.dbsize() == 0
+
 
 @pytest.mark.parametrize(
     ("args", "expected"),
