@@ -35,9 +35,12 @@ def is_secret_name(name: str) -> bool:
 
 
 def redact(value: Any, key: str = "") -> Any:
-    """``value`` with anything under a secret-looking key (password, token, ...) hidden."""
+    """``value`` with anything under a secret-looking key (password, token, ...) hidden,
+    and the password of any URL in a string (``redis://:pw@host``) masked."""
     if key and is_secret_name(key):
         return REDACTED
+    if isinstance(value, str):
+        return _URL.sub(lambda m: redact_url(m.group(0)), value) if "://" in value else value
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):

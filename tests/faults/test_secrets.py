@@ -56,6 +56,31 @@ def test_the_password_never_shows_in_logs_output_or_redis(
     assert not [key for key, value in stored.items() if password.encode() in key + value]
 
 
+def test_a_password_in_a_job_argument_never_shows_in_what_taskkit_shows_of_the_job(
+    worker_cli: WorkerCli, password_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Job descriptions (rq info, rq-dashboard), the worker's log, `taskkit failed`."""
+    password = str(password_redis.password)
+    monkeypatch.setenv("REDIS_URL", password_redis.url)
+    worker_cli.env["REDIS_URL"] = password_redis.url
+    registry = load(FAULT_JOBS, cached=False)
+    job = registry.enqueue("refuse_url", password_redis.url)
+    assert password not in str(job.description)
+    assert "redis://:***@127.0.0.1" in str(job.description)
+
+    worked = worker_cli.run("run-worker", "-c", CONFIG, "--burst", "--log-level", "DEBUG")
+    listed = worker_cli.run("failed", "list", "-c", CONFIG)
+    shown = worker_cli.run("failed", "show", "-c", CONFIG, job.id)
+
+    assert status(registry, job) == JobStatus.FAILED
+    for done in (worked, listed, shown):
+        assert done.returncode == 0, done.stderr
+        assert password not in done.stdout + done.stderr
+    assert "redis://:***@127.0.0.1" in shown.stdout
+    stored = registry.connection.hget(f"rq:job:{job.id}", "description")
+    assert stored is not None and password.encode() not in stored
+
+
 def test_a_spawned_work_horse_has_no_password_on_its_command_line(
     worker_cli: WorkerCli, password_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -34,6 +34,11 @@ def noop() -> None:
     """Nothing: a job to show the worker went on."""
 
 
+def refuse_url(url: str) -> None:
+    """Fail without quoting ``url``: what taskkit shows of the call must hide its password."""
+    raise ValueError("cannot use that URL")
+
+
 def records(tag: str, kind: str = "runs") -> list[dict[str, Any]]:
     """The runs (or ends) a tag recorded so far."""
     return [json.loads(item) for item in _redis().lrange(f"faults:{kind}:{tag}", 0, -1)]
