@@ -177,7 +177,13 @@ def schema(config_path: Path | None, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise TaskkitError(
+                f"cannot write {output}: {error.strerror or error}"
+                " (check that the folder exists and is writable)"
+            ) from None
         click.echo(f"wrote {output}")
 
 

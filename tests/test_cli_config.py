@@ -116,6 +116,29 @@ def test_validate_reads_taskkit_config(good: Path, monkeypatch: pytest.MonkeyPat
     assert out.startswith(f"{good}: OK")
 
 
+def test_without_c_or_taskkit_config_the_working_directorys_jobs_yaml_is_used(
+    good: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TASKKIT_CONFIG", raising=False)
+    monkeypatch.chdir(good.parent)
+    for command in ("validate", "list"):
+        code, _, err = run(command)
+        assert (code, err) == (0, ""), command
+    assert run("validate")[1] == "jobs.yaml: OK (3 jobs, 3 queues, 3 schedules)\n"
+    monkeypatch.chdir(good.parent.parent)  # no jobs.yaml here
+    code, _, err = run("validate")
+    assert code == 1
+    assert "jobs.yaml:1:1: <document>: no such file" in err
+
+
+@pytest.mark.parametrize("command", ["validate", "list", "schema"])
+def test_a_usage_error_exits_2(command: str, good: Path) -> None:
+    code, out, err = run(command, "--no-such-option")
+    assert code == 2
+    assert out == ""
+    assert "No such option '--no-such-option'" in err and "Traceback" not in err
+
+
 def test_validate_a_missing_file(tmp_path: Path) -> None:
     code, out, err = run("validate", "-c", str(tmp_path / "nope.yaml"))
     assert code == 1
@@ -247,6 +270,22 @@ def test_schema_to_a_file(tmp_path: Path) -> None:
     code, out, _ = run("schema", "-o", str(target))
     assert (code, out) == (0, f"wrote {target}\n")
     assert json.loads(target.read_text(encoding="utf-8")) == json_schema()
+
+
+def test_schema_to_a_folder_that_does_not_exist_is_one_error_line(tmp_path: Path) -> None:
+    target = tmp_path / "no-such-folder" / "schema.json"
+    code, out, err = run("schema", "-o", str(target))
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: cannot write {target}: No such file or directory"
+        " (check that the folder exists and is writable)\n"
+    )
+
+
+def test_the_example_jobs_yaml_names_the_schema_for_editors() -> None:
+    first_line = (REPO / "jobs.yaml").read_text(encoding="utf-8").splitlines()[0]
+    assert first_line == "# yaml-language-server: $schema=./taskkit.schema.json"
+    assert (REPO / "taskkit.schema.json").is_file()
 
 
 def test_schema_patterns_accept_what_the_loader_accepts() -> None:
