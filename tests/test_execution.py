@@ -321,6 +321,17 @@ def test_a_child_forked_after_the_parent_used_the_database_opens_its_own(
 # -- the worker process itself -----------------------------------------------------------------
 
 
+def test_job_modules_are_imported_once_in_the_worker_before_any_fork(
+    taskkit_registry: Registry,
+) -> None:
+    """DESIGN §8: a module imported in each horse rebuilds what it builds at import time."""
+    jobs = [taskkit_registry.enqueue("report_app") for _ in range(2)]
+    assert run_burst_worker(taskkit_registry, worker_class="fork").finished == 2
+    reports = [fetch(taskkit_registry, job).return_value() for job in jobs]
+    assert {report["module_imported_in"] for report in reports} == {os.getpid()}
+    assert all(report["pid"] != os.getpid() for report in reports)
+
+
 def test_rq_job_id_is_set_in_the_work_horse_only(taskkit_registry: Registry) -> None:
     """RQ set it in the worker too, leaking ~100 bytes per job in glibc's setenv."""
     os.environ.pop("RQ_JOB_ID", None)

@@ -39,3 +39,27 @@ def test_the_quickstart_runs_the_example_and_leaves_a_given_redis_alone(
     assert "built the Flask app 1 time(s), not once per job" in done.stdout
     assert " ok" in done.stdout and " failed" not in done.stdout
     assert redis_conn.get("someone-elses-key") == b"kept"
+
+
+def test_the_quickstart_starts_a_throwaway_redis_when_none_answers() -> None:
+    """A machine with no Redis: REDIS_URL names a port nothing listens on."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free once closed; nothing listens on it
+    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    for name in ("TASKKIT_CONFIG", "TASKKIT_EAGER", "TASKKIT_REDIS_URL"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, str(QUICKSTART)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.startswith("redis: started a throwaway redis-server at redis://127.0.0.1:")
+    assert "receipts written by the jobs: 6" in done.stdout

@@ -33,6 +33,7 @@ def context_report() -> dict[str, Any]:
         "app_context": has_app_context(),
         "request_context": has_request_context(),
         "rq_job_id": os.environ.get("RQ_JOB_ID"),
+        "module_imported_in": IMPORTED_IN,
     }
     if has_app_context():
         app = current_app._get_current_object()  # type: ignore[attr-defined]
