@@ -168,13 +168,16 @@ def _blocks(output: str) -> dict[str, list[str]]:
 def test_three_scheduler_processes_enqueue_each_tick_once(
     tmp_path: Path, redis_url: str, redis_conn: redis.Redis
 ) -> None:
+    """Two `run-scheduler` and one `run-worker --with-scheduler`, which also runs the ticks."""
     path = write_config(
         tmp_path, redis_url, {"pulse": {"job": "tick", "every": "1s", "overlap": "allow"}}
     )
-    command = [*TASKKIT, "run-scheduler", "-c", str(path), "--interval", "0.2"]
+    scheduler = [*TASKKIT, "run-scheduler", "-c", str(path), "--interval", "0.2"]
+    worker = [*TASKKIT, "run-worker", "-c", str(path), "--with-scheduler", "--worker-class",
+              "simple"]  # fmt: skip
     processes = [
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for _ in range(3)
+        for command in (scheduler, scheduler, worker)
     ]
     try:
         deadline = time.monotonic() + 20
@@ -191,7 +194,14 @@ def test_three_scheduler_processes_enqueue_each_tick_once(
         assert process.returncode == 0, output
 
     registry = load(path, cached=False)
-    jobs = registry.queue("default").get_jobs()
+    # Queued or already run by the worker: every job the ticks made, wherever it is now.
+    ids = [key.decode().removeprefix("rq:job:") for key in redis_conn.scan_iter("rq:job:*")]
+    jobs = [
+        job
+        for job in Job.fetch_many(ids, connection=redis_conn, serializer=registry.serializer)
+        if job is not None and "taskkit_tick" in job.meta
+    ]
+    assert any(job.get_status() == "finished" for job in jobs), "the worker ran none"
     ticks = Counter(job.meta["taskkit_tick"] for job in jobs)
     assert ticks, "nothing was enqueued"
     assert set(ticks.values()) == {1}, ticks
