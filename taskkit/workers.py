@@ -70,8 +70,10 @@ skipped: RQ makes each once or more per job, a Redis round trip or three each ti
 MIN_SKIPPED_TTL = 15
 """A heartbeat is skipped only after one that kept the worker's key this many seconds."""
 _PR_SET_PDEATHSIG = 1
-# Loaded once, in the worker, so that each forked work horse only makes the call.
+# Loaded and looked up once, in the worker, so that each forked work horse only makes the
+# call (ctypes builds a function pointer on first lookup: in every horse, were it done there).
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+_PRCTL = _LIBC.prctl if _LIBC is not None else None
 
 
 class WorkerStoppedError(BaseException):
@@ -590,8 +592,8 @@ def die_with_parent(parent: int | None) -> None:
     as abandoned and runs it again: two runs at once. Linux delivers SIGKILL to the
     horse when the worker dies (PR_SET_PDEATHSIG); elsewhere a thread watches the parent.
     """
-    if _LIBC is not None:
-        if _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+    if _PRCTL is not None:
+        if _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
             log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
     elif parent is not None:
         threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
