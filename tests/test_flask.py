@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from ops_support import cli_env, write_jobs_yaml
 from rq import Queue
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 from worker_support import PROBE_JOBS, REPO_ROOT
 
@@ -70,6 +71,17 @@ def test_init_app_and_the_config_path_order(
     assert TaskKit(Flask("explicit"), config=str(other)).registry.path == other  # config= wins
     monkeypatch.setenv("TASKKIT_CONFIG", str(other))
     assert TaskKit(Flask("from_env")).registry.path == other  # then $TASKKIT_CONFIG
+
+    here = tmp_path / "cwd"
+    here.mkdir()
+    (here / "jobs.yaml").write_text(
+        "version: 1\njobs:\n  from_cwd: {func: 'json:loads'}\n", encoding="utf-8"
+    )
+    monkeypatch.delenv("TASKKIT_CONFIG")
+    monkeypatch.chdir(here)
+    found = TaskKit(Flask("from_cwd")).registry
+    assert found.path.resolve() == here / "jobs.yaml"  # else ./jobs.yaml
+    assert list(found.jobs) == ["from_cwd"]
 
 
 def test_the_extension_follows_the_current_app(app: Flask) -> None:
@@ -180,3 +192,49 @@ def test_flask_taskkit_commands(command: str, expected: str, tmp_path: Path) -> 
     )
     assert done.returncode == 0, done.stderr
     assert re.search(expected, done.stdout)
+
+
+@pytest.mark.slow
+def test_flask_taskkit_runs_a_worker_and_requeues_a_failed_job(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The payments app told (by its config) to use the ops jobs: no -c, no $TASKKIT_CONFIG."""
+    config = write_jobs_yaml(tmp_path)
+    elsewhere = tmp_path / "elsewhere"  # no ./jobs.yaml to fall back on
+    elsewhere.mkdir()
+    app = f"payments.app:create_app('production', TASKKIT_CONFIG={str(config)!r})"
+    env = cli_env(REDIS_URL=redis_url, PYTHONPATH=str(REPO_ROOT / "examples"))
+
+    def flask_taskkit(*args: str) -> str:
+        done = subprocess.run(
+            flask_command("--app", app, "taskkit", *args),
+            env=env,
+            cwd=elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    registry = registry_module.load(config, cached=False)
+
+    def job(job_id: str) -> Job:
+        return Job.fetch(job_id, connection=registry.connection, serializer=registry.serializer)
+
+    ping = flask_taskkit("enqueue", "ping", "value=hello").strip()
+    flaky = registry.enqueue("fail_first_time", marker="flaky").id
+    flask_taskkit("run-worker", "--burst")
+    assert job(ping).get_status() == JobStatus.FINISHED
+    assert job(ping).return_value() == "hello"
+    assert job(flaky).get_status() == JobStatus.FAILED
+
+    assert flask_taskkit("failed", "requeue", flaky) == "requeued 1 job\n"
+    assert job(flaky).get_status() == JobStatus.QUEUED
+    flask_taskkit("run-worker", "--burst")
+    assert job(flaky).get_status() == JobStatus.FINISHED
+    assert job(flaky).return_value() == "second time lucky"
+    assert "FAILED (0)" in flask_taskkit("failed", "list")
+    registry.connection.close()

@@ -101,7 +101,11 @@ def test_a_busy_worker_shows_its_host_pid_and_current_job(
         return bool(workers) and workers[0]["state"] == "busy"
 
     try:
+        poll(lambda: redis_conn.exists("release:running"), what="the job to start running")
         poll(busy_with_job, what="the worker to show as busy")
+        # Still inside the job (it waits for "release"): what status shows right now.
+        running = json.loads(worker_cli.run("status", "-c", str(ops_config), "--json").stdout)
+        table = worker_cli.run("status", "-c", str(ops_config))
     finally:
         redis_conn.set("release", 1)
     assert worker.wait(timeout=30) == 0, worker_cli.stderr(worker)
@@ -112,6 +116,14 @@ def test_a_busy_worker_shows_its_host_pid_and_current_job(
     assert seen["current_job_name"] == "block_until"
     assert seen["queues"] == ["high", "default"]
     assert seen["last_heartbeat"]
+    queues = by_name(running["queues"])
+    assert (queues["default"]["started"], queues["default"]["queued"]) == (1, 0)
+    assert queues["high"]["started"] == 0
+    assert table.returncode == 0, table.stderr
+    assert "WORKERS (1)" in table.stdout
+    (row,) = [line.split() for line in table.stdout.splitlines() if job.id in line]
+    assert row[:6] == [socket.gethostname(), str(worker.pid), "busy", "high,default",
+                       "block_until", job.id]  # fmt: skip
     assert status_json(ops_config)["workers"] == []  # a burst worker unregisters on exit
 
 
