@@ -111,7 +111,9 @@ def recovery_bound(settings: WorkerConfig) -> int:
     expires ``heartbeat_grace`` after its renewal interval; the next maintenance pass of a
     running worker follows within ``maintenance_interval`` plus the time that worker may
     take to notice (an idle worker's wait, or a busy one's heartbeat). A simple worker
-    renews no heartbeat during a job: add the job's timeout, counted from its start.
+    renews no heartbeat during a job: its job's heartbeat lasts the job's timeout plus
+    ``heartbeat_grace`` from the job's start, so its bound is that instead of the first
+    two terms, counted from the job's start (240 s for the default 3 min timeout).
     """
     notice = max(wake_interval(settings), settings.heartbeat_interval)
     return (

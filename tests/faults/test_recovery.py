@@ -138,13 +138,16 @@ def test_the_job_of_a_killed_simple_worker_is_recovered_after_its_timeout(
 # -- only the worker dies: its horse must not run on ----------------------------------------------
 
 
+@pytest.mark.parametrize("worker_class", ["fork", "spawn"])
 def test_a_horse_dies_with_its_worker_so_a_job_never_runs_twice_at_once(
-    worker_cli: WorkerCli, taskkit_registry: Registry
+    worker_cli: WorkerCli, taskkit_registry: Registry, worker_class: str
 ) -> None:
     job = taskkit_registry.enqueue("attempt_retried", "o", first=6, later=0.2)
     args = ("run-worker", "-c", CONFIG, *FAST_ARGS)
-    victim = worker_cli.start(*args)
-    horse = int(first_run(taskkit_registry, "o")["pid"])
+    victim = worker_cli.start(*args, "--worker-class", worker_class)
+    run = first_run(taskkit_registry, "o")
+    assert run["ppid"] == victim.pid, "the job runs in a work horse of the victim"
+    horse = int(run["pid"])
     leftovers = descendants(victim.pid)
 
     kill([victim.pid])  # the worker only, not its horse

@@ -10,6 +10,7 @@ The CLI's ``taskkit enqueue`` with Redis down is in tests/test_cli_worker.py.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import timedelta
 
@@ -24,15 +25,20 @@ from fault_support import (
     records,
     wait_for_status,
 )
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Queue, Worker
+from rq.exceptions import StopRequested
 from rq.job import JobStatus
 from worker_support import WorkerCli, wait_for
 
 from taskkit import Registry
+from taskkit.config import WorkerConfig
 from taskkit.errors import RedisUnavailableError
 from taskkit.redis_server import EmbeddedRedis
 from taskkit.registry import load
 from taskkit.testing import use_redis
+from taskkit.workers import RedisGoneError, TaskkitSimpleWorker, wait_for_redis
 
 pytestmark = pytest.mark.slow
 
@@ -192,6 +198,71 @@ def test_a_wrong_password_is_an_error_at_once(
     assert "refused the password" in line
     assert "wr0ng-pw" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- the backoff between tries -------------------------------------------------------------------
+
+
+class FakeClock:
+    """``time.sleep`` and ``time.monotonic`` for the code under test: a sleep is recorded
+    and moves the clock on at once. Redis is really away; only the waiting is skipped."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        monkeypatch.setattr(time, "monotonic", lambda: self.now)
+        monkeypatch.setattr(time, "sleep", self.sleep)
+
+    def sleep(self, seconds: float) -> None:
+        if len(self.sleeps) >= 100:  # the hang guard: it never gives up
+            raise AssertionError(f"still retrying after sleeps of {self.sleeps}")
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def trying_once(url: str) -> redis.Redis:
+    """A client that sends each command once: redis-py's own retries (with sleeps of
+    their own) would hide taskkit's spacing of the tries."""
+    return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0))
+
+
+def test_a_worker_waiting_for_redis_at_start_backs_off_up_to_10_s_then_gives_up(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``wait_for_redis`` (a worker's or pool worker's start): tries 0.5, 1, 2, 4, 8, then
+    10 s apart, the last wait cut to the deadline; then the "cannot start" error."""
+    clock = FakeClock(monkeypatch)
+    client = trying_once("redis://127.0.0.1:1/0")  # nothing listens there
+    with caplog.at_level(logging.WARNING, "taskkit.worker"), pytest.raises(RedisGoneError) as gone:
+        wait_for_redis(client, 60)
+
+    assert clock.sleeps == [0.5, 1, 2, 4, 8, 10, 10, 10, 10, 4.5]
+    assert gone.value.at_start, "the CLI says: cannot start the worker"
+    assert str(gone.value) == "no answer from Redis for 60 s"
+    assert isinstance(gone.value.last_error, redis.ConnectionError)
+    waiting = [r for r in caplog.records if r.getMessage().startswith("waiting for Redis")]
+    assert len(waiting) == 1, "one line, not one per try"
+
+
+def test_an_idle_worker_that_lost_redis_tries_1_2_4_up_to_10_s_apart_then_gives_up(
+    private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: "every worker retries with backoff (1, 2, 4, up to 10 s apart)" (RQ's own
+    backoff grows to 60 s); past ``redis_timeout`` the idle worker stops."""
+    settings = WorkerConfig(redis_timeout=60)
+    worker_class = type("Worker", (TaskkitSimpleWorker,), {"settings": settings})
+    worker = worker_class(["default"], connection=trying_once(private_redis.url))
+    private_redis.crash()
+    clock = FakeClock(monkeypatch)
+
+    with pytest.raises(StopRequested):
+        worker.dequeue_job_and_maintain_ttl(timeout=1)
+
+    assert clock.sleeps == [1, 2, 4, 8, 10, 10, 10, 10, 10]
+    assert sum(clock.sleeps[:-1]) < settings.redis_timeout <= sum(clock.sleeps)
+    assert isinstance(worker.redis_gone, RedisGoneError)
+    assert not worker.redis_gone.at_start, "the CLI says: cannot keep running the worker"
+    assert worker.redis_gone.seconds == 60
 
 
 # -- enqueue ----------------------------------------------------------------------------------

@@ -104,6 +104,45 @@ def test_a_second_sigterm_stops_the_job_at_once_and_retries_or_fails_it(
     assert taskkit_registry.connection.zcard("rq:wip:default") == 0, "nothing left 'started'"
 
 
+def test_a_second_sigterm_stops_every_job_of_a_pool_and_retries_or_fails_each(
+    worker_cli: WorkerCli, taskkit_registry: Registry
+) -> None:
+    """The pool relays each SIGTERM to its workers (as SIGINT): the second one, 1 s or
+    more after the first, stops the job of each worker at once."""
+    retried = taskkit_registry.enqueue("attempt_retried", "q0", first=60)
+    failed = taskkit_registry.enqueue("attempt", "q1", first=60)
+    process = worker_cli.start("run-worker", "-c", CONFIG, "--processes", "2")
+    wait_for(
+        lambda: started(taskkit_registry, "q0") and started(taskkit_registry, "q1"),
+        what="a job in each pool worker",
+    )
+    runs = records(taskkit_registry, "q0") + records(taskkit_registry, "q1")
+    assert runs[0]["ppid"] != runs[1]["ppid"], "one job in each pool worker"
+
+    process.send_signal(signal.SIGTERM)
+    time.sleep(1.2)  # RQ ignores a second signal within 1 s (a pool relays the first one)
+    assert process.poll() is None, "the first SIGTERM waits for the jobs"
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(timeout=30)
+
+    stderr = worker_cli.stderr(process)
+    assert code == 0, stderr
+    assert "unhandled exception" not in stderr
+    assert "Traceback" not in stderr
+    for tag in ("q0", "q1"):
+        assert records(taskkit_registry, tag, "ends") == [], "the jobs were interrupted"
+    assert status(taskkit_registry, retried) == JobStatus.QUEUED
+    assert fetch(taskkit_registry, retried).retries_left == 0
+    assert status(taskkit_registry, failed) == JobStatus.FAILED
+    assert "worker stopped by a second signal (SIGINT) while this job ran" in failure_text(
+        taskkit_registry, failed
+    ), "the pool relays SIGTERM to its workers as SIGINT"
+    assert taskkit_registry.connection.zcard("rq:wip:default") == 0, "nothing left 'started'"
+    done = worker_cli.run("run-worker", "-c", CONFIG, "--burst")
+    assert done.returncode == 0, done.stderr
+    assert fetch(taskkit_registry, retried).return_value() == 2
+
+
 def test_the_job_that_ends_as_the_second_signal_comes_keeps_its_result(
     worker_cli: WorkerCli, taskkit_registry: Registry
 ) -> None:
