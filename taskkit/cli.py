@@ -326,9 +326,12 @@ def run_worker(  # noqa: PLR0917 - click passes options positionally
     with the default settings below; see "Reliability and security" in the README.
     """
     from taskkit.execution import run_worker as run
+    from taskkit.workers import exit_on_stop_signals
 
     if processes > 1 and max_jobs is not None:
         raise click.UsageError("--max-jobs works with --processes 1 only (RQ's pool has no limit)")
+    if processes == 1:
+        exit_on_stop_signals()  # until the worker starts: loading and the app take a while
     registry = _registry(config_path)
     names = _queue_list(registry, queues)
     overrides = {name: value for name, value in settings.items() if value is not None}

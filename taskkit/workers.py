@@ -269,6 +269,22 @@ class _Policies(BaseWorker):
 
     # -- stopping ----------------------------------------------------------------------
 
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        """RQ's start-up (registration, pubsub), during which a stop is remembered.
+
+        RQ installs its signal handlers only after it registered the worker: a SIGTERM
+        in between killed it with the worker left registered in Redis. Now the loop
+        stops at its first turn instead, deregistering as after any warm shutdown.
+        """
+        signal.signal(signal.SIGTERM, self._stop_once_started)
+        signal.signal(signal.SIGINT, self._stop_once_started)
+        super().bootstrap(*args, **kwargs)
+
+    def _stop_once_started(self, signum: int, frame: FrameType | None) -> None:
+        log.warning("%s while starting: stopping before the first job", _signal_name(signum))
+        self._stop_requested = True
+        self._shutdown_requested_date = _now()
+
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         """RQ's warm shutdown, remembered so that it cannot be lost.
 
@@ -574,6 +590,22 @@ WORKER_CLASSES: dict[str, type[BaseWorker]] = {
     "simple": TaskkitSimpleWorker,
     "spawn": TaskkitSpawnWorker,
 }
+
+
+def exit_on_stop_signals() -> None:
+    """Until a worker starts (see ``_Policies.bootstrap``), SIGTERM/SIGINT exit with 0.
+
+    Loading jobs.yaml and building the app can take seconds; a process manager's stop
+    then killed the process by signal. Nothing has been taken or registered yet, so
+    leaving at once is safe. Not for a worker pool, whose children inherit handlers.
+    """
+    signal.signal(signal.SIGTERM, _exit_while_starting)
+    signal.signal(signal.SIGINT, _exit_while_starting)
+
+
+def _exit_while_starting(signum: int, frame: FrameType | None) -> None:
+    log.warning("%s while starting: exiting before taking any job", _signal_name(signum))
+    raise SystemExit(0)
 
 
 def interrupted_reason(signum: int) -> str:

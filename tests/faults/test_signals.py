@@ -8,11 +8,24 @@ and the second signal, which RQ 3.0 answers by killing the horse and leaving its
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
-from fault_support import CONFIG, failure_text, fetch, records, status, wait_for_status
+from fault_support import (
+    CONFIG,
+    FAULT_APPS,
+    failure_text,
+    fetch,
+    records,
+    status,
+    wait_for_status,
+)
+from rq import Worker
 from rq.job import JobStatus
 from worker_support import WorkerCli, wait_for
 
@@ -157,3 +170,68 @@ def test_the_job_that_ends_as_the_second_signal_comes_keeps_its_result(
         process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=15) == 0
     assert status(taskkit_registry, job) == JobStatus.FINISHED
+
+
+# -- a stop while the worker starts ----------------------------------------------------------------
+
+SLOW_START = str(FAULT_APPS / "jobs-slow-start.yaml")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_while_the_app_is_built_exits_0_and_takes_no_job(
+    worker_cli: WorkerCli, taskkit_registry: Registry, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Loading jobs.yaml and the app factory can take seconds; a process manager's stop
+    then killed the worker by signal (exit -15)."""
+    marker = tmp_path / "factory-started"
+    worker_cli.env["LEDGER_STARTING_MARKER"] = str(marker)
+    job = taskkit_registry.enqueue("noop")
+    process = worker_cli.start("run-worker", "-c", SLOW_START)
+    wait_for(marker.exists, what="the app factory to start")
+
+    process.send_signal(sig)
+
+    assert process.wait(timeout=30) == 0, worker_cli.stderr(process)
+    output = worker_cli.stderr(process)
+    assert f"{sig.name} while starting: exiting before taking any job" in output
+    assert "Traceback" not in output
+    assert status(taskkit_registry, job) == JobStatus.QUEUED
+    assert Worker.count(connection=taskkit_registry.connection) == 0
+
+
+def test_a_stop_while_the_worker_registers_deregisters_it_and_takes_no_job(
+    taskkit_registry: Registry,
+) -> None:
+    """RQ registers the worker, then installs its handlers: a SIGTERM in between killed
+    it and left it registered (in `rq info`) until its key expired."""
+    job = taskkit_registry.enqueue("noop")
+    script = (
+        "import os, signal, sys\n"
+        "from taskkit.execution import make_worker, prepare_process\n"
+        "from taskkit.registry import load\n"
+        "registry = load(sys.argv[1])\n"
+        "prepare_process(registry, fork_hygiene=False)\n"
+        "worker = make_worker(registry, worker_class='simple')\n"
+        "register = worker.register_birth\n"
+        "def register_then_signal(*args, **kwargs):\n"
+        "    register(*args, **kwargs)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)  # after registration, before RQ's handlers\n"
+        "worker.register_birth = register_then_signal\n"
+        "print('worked', worker.work())\n"
+    )
+    env = {**os.environ, "REDIS_URL": taskkit_registry.redis_url.reveal()}
+    done = subprocess.run(
+        [sys.executable, "-c", script, CONFIG],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[-1] == "worked False"
+    assert "stopping on request" in done.stdout  # RQ's warm shutdown, teardown included
+    assert "SIGTERM while starting: stopping before the first job" in done.stdout + done.stderr
+    assert status(taskkit_registry, job) == JobStatus.QUEUED
+    assert Worker.count(connection=taskkit_registry.connection) == 0

@@ -95,3 +95,14 @@ def probe() -> dict[str, Any]:
         conn.rpush("ledger:leaks", repr(state))
     conn.incr("ledger:probes")
     return state
+
+
+def create_app_slowly() -> Flask:
+    """The ledger app after a long start (a factory that connects to slow services):
+    writes ``$LEDGER_STARTING_MARKER`` first, so a test knows the factory runs."""
+    import time
+    from pathlib import Path
+
+    Path(os.environ["LEDGER_STARTING_MARKER"]).touch()
+    time.sleep(60)
+    return create_app()
