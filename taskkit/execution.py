@@ -392,16 +392,16 @@ def make_worker(
     worker_class: WorkerClassName = "fork",
     **options: Any,
 ) -> BaseWorker:
-    """An RQ worker of ``worker_class`` on ``queues`` (default: all, in declared order)."""
+    """An RQ worker of ``worker_class`` on ``queues`` (default: all, in declared order);
+    ``options`` go to RQ's worker and may replace its queue class."""
     cls = _worker_class(worker_class)
-    return cls(
-        queues or registry.queue_names,
-        connection=registry.connection,
-        job_class=TaskkitJob,
-        queue_class=Queue,
-        serializer=registry.serializer,
-        **options,
-    )
+    settings: dict[str, Any] = {
+        "connection": registry.connection,
+        "job_class": TaskkitJob,
+        "queue_class": Queue,
+        "serializer": registry.serializer,
+    }
+    return cls(queues or registry.queue_names, **(settings | options))
 
 
 def run_worker(

@@ -68,7 +68,8 @@ BEAT_EVERY = 1.0
 """Seconds within which a worker's repeated heartbeat, and ``rq suspend`` check, are
 skipped: RQ makes each once or more per job, a Redis round trip or three each time."""
 MIN_SKIPPED_TTL = 15
-"""A heartbeat is skipped only after one that kept the worker's key this many seconds."""
+"""A heartbeat is skipped only if the last one keeps the worker's key alive this many
+seconds past the longest wait before the next."""
 _PR_SET_PDEATHSIG = 1
 # Loaded and looked up once, in the worker, so that each forked work horse only makes the
 # call (ctypes builds a function pointer on first lookup: in every horse, were it done there).
@@ -156,6 +157,7 @@ class _Policies(BaseWorker):
         self.running: tuple[Job, Queue] | None = None
         # What the round-trip savings below need to know (see heartbeat, set_state).
         self._last_beat = (-math.inf, 0)  # (monotonic time, TTL it set)
+        self._job_in_hand = False  # dequeued, not yet run: a stop must let it run first
         self._state_written: str | None = None
         self._suspension_checked_at = -math.inf
 
@@ -302,9 +304,9 @@ class _Policies(BaseWorker):
         """RQ's heartbeat in one round trip, at most once per :data:`BEAT_EVERY`.
 
         RQ sends its three commands one by one, and three times per job from its loop
-        (9 of a simple worker's 20 round trips per no-op job). A beat sets a TTL of at
-        least a minute, so skipping the ones that follow a beat within a second
-        changes nothing a reader of the worker's key can see. Without Redis it notes
+        (9 of a simple worker's 20 round trips per no-op job). A beat is skipped when the
+        last one, under a second ago, keeps the key alive well past the next (see
+        :meth:`_beaten_recently`): no reader of the key can tell. Without Redis it notes
         the outage and, when idle past ``redis_timeout``, stops the worker (RQ would
         retry forever). An idle worker asked to stop stops here (see
         :meth:`request_stop`).
@@ -314,7 +316,7 @@ class _Policies(BaseWorker):
             super().heartbeat(timeout, pipeline)
             self._last_beat = (time.monotonic(), ttl)
             return
-        if self._stop_requested and self.running is None:
+        if self._stop_requested and self.running is None and not self._job_in_hand:
             raise StopRequested
         if timeout is None and self._beaten_recently():
             return
@@ -330,8 +332,25 @@ class _Policies(BaseWorker):
         self._redis_back()
 
     def _beaten_recently(self) -> bool:
+        """Whether the last beat was under :data:`BEAT_EVERY` ago and keeps the worker's
+        key alive past the longest wait before the next one, with a margin.
+
+        Every beat counts, also a pipelined one with a job's shorter TTL, and a fork
+        horse's (see :meth:`note_horse_beat`).
+        """
         beaten_at, ttl = self._last_beat
-        return ttl >= MIN_SKIPPED_TTL and time.monotonic() - beaten_at < BEAT_EVERY
+        elapsed = time.monotonic() - beaten_at
+        lasts = ttl - elapsed
+        return elapsed < BEAT_EVERY and lasts > self.dequeue_timeout + MIN_SKIPPED_TTL
+
+    def note_horse_beat(self, job: Job) -> None:
+        """A work horse is about to renew this worker's key with a job's TTL."""
+        self._last_beat = (time.monotonic(), self.get_heartbeat_ttl(job))
+
+    def reorder_queues(self, reference_queue: Queue) -> None:
+        """RQ's; RQ calls it right after it took a job off ``reference_queue``."""
+        self._job_in_hand = True
+        super().reorder_queues(reference_queue)
 
     def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
         """RQ's, minus the write of a state Redis already holds (RQ writes "idle" twice
@@ -379,6 +398,7 @@ class _Policies(BaseWorker):
         if not job.origin:  # a malformed entry: record its failure under its queue
             job.origin = queue.name
         self.running = (job, queue)
+        self._job_in_hand = False
         try:
             super().execute_job(job, queue)
         except REDIS_ERRORS as error:
@@ -472,6 +492,7 @@ class TaskkitWorker(_Policies, Worker):
             self.main_work_horse(job, queue)
             os._exit(0)  # main_work_horse exits; as RQ, never return into the worker's loop
         self._horse_pid = child_pid
+        self.note_horse_beat(job)
         self.procline(f"Forked {child_pid} at {time.time()}")  # type: ignore[no-untyped-call]
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
@@ -575,6 +596,7 @@ class TaskkitSpawnWorker(TaskkitWorker, SpawnWorker):
         source that ``ps`` shows every user, and sets ``RQ_JOB_ID`` in the worker.
         """
         self._horse_pid = spawn_horse(self, job, queue)
+        self.note_horse_beat(job)
         self.procline(f"Spawned {self._horse_pid} at {time.time()}")  # type: ignore[no-untyped-call]
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rq import Callback, Queue, Retry, SimpleWorker
@@ -354,3 +355,35 @@ def test_rq_suspend_holds_the_jobs_and_rq_resume_lets_them_run(taskkit_registry:
     finally:
         resume(taskkit_registry.connection)
     assert run_burst_worker(taskkit_registry, worker_class="simple").finished == 1
+
+
+def test_a_stop_noticed_once_a_job_is_taken_lets_that_job_run_first(
+    taskkit_registry: Registry,
+) -> None:
+    """A stop the worker only sees after it took a job off its queue (the signal came
+    while RQ's maintenance swallowed it, or just then) must not drop that job: RQ's
+    wait loop beats once more after taking it, and the remembered stop used to be
+    raised there, leaving the job in no queue or registry."""
+    from taskkit.execution import make_worker, prepare_process
+    from taskkit.testing import _worker_process_state
+
+    first, second = (taskkit_registry.enqueue("report_app") for _ in range(2))
+    taking: list[Any] = []
+
+    class StopOnceTaken(Queue):
+        @classmethod
+        def dequeue_any(cls, *args: Any, **kwargs: Any) -> Any:
+            taken = super().dequeue_any(*args, **kwargs)
+            if taken is not None:
+                taking[0]._stop_requested = True  # as request_stop leaves it
+            return taken
+
+    with _worker_process_state(taskkit_registry, None):
+        prepare_process(taskkit_registry, fork_hygiene=False)
+        worker = make_worker(taskkit_registry, worker_class="simple", queue_class=StopOnceTaken)
+        taking.append(worker)
+        worker.work(burst=True, logging_level="WARNING")
+
+    assert fetch(taskkit_registry, first).get_status() == JobStatus.FINISHED
+    assert fetch(taskkit_registry, second).get_status() == JobStatus.QUEUED
+    assert second.id in plain_queue(taskkit_registry).job_ids

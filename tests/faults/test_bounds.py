@@ -14,7 +14,9 @@ from typing import TypeVar
 
 import pytest
 import redis
-from fault_support import FAST, FAULT_APPS, records
+from fault_support import CONFIG, FAST, FAULT_APPS, records, status
+from rq import Worker
+from rq.job import JobStatus
 from worker_support import REPO_ROOT, WorkerCli, wait_for
 
 from taskkit import Registry
@@ -138,4 +140,31 @@ def test_the_command_line_wins_over_jobs_yaml_in_the_worker(
     ttl = heartbeat_ttl(taskkit_registry.connection)
     # The expiry is a whole second (RQ's current_timestamp), the heartbeat is not.
     assert 5 + 3 - 1 < ttl <= 5 + 3 + 0.5, ttl
+    assert worker_cli.stop(process) == 0, worker_cli.stderr(process)
+
+
+# -- the worker's own key between jobs -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("worker_class", ["fork", "simple"])
+def test_after_a_quick_job_the_workers_key_outlives_its_wait_for_the_next(
+    worker_cli: WorkerCli, taskkit_registry: Registry, worker_class: str
+) -> None:
+    """A beat is skipped within a second of the last only if that one keeps the key alive
+    past the next wait. A job gives the key its own short TTL (fork: heartbeat interval +
+    grace = 30 s; simple: the job's 1 s timeout + grace = 21 s) while an idle worker here
+    waits maintenance_interval / 3 = 40 s: it must beat again after the job, or it drops
+    out of `rq info` and Redis' worker set between jobs."""
+    conn = taskkit_registry.connection
+    process = worker_cli.start(
+        "run-worker", "-c", CONFIG, "--worker-class", worker_class, "--maintenance-interval", "120"
+    )
+    wait_for(lambda: Worker.count(connection=conn) == 1, what="the worker to register")
+    (worker,) = Worker.all(connection=conn)
+    registry = load(CONFIG, cached=False)  # the fault jobs (this module's fixture has others)
+    registry.connection = conn
+    job = registry.enqueue("short_timeout", "quick")
+
+    wait_for(lambda: status(registry, job) == JobStatus.FINISHED, what="the job to end")
+    wait_for(lambda: conn.ttl(worker.key) > 60, timeout=15, what="a full beat after the job")
     assert worker_cli.stop(process) == 0, worker_cli.stderr(process)
