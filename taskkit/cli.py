@@ -354,12 +354,32 @@ def run_worker(  # noqa: PLR0917 - click passes options positionally
 
 
 def _ignore_stop_signals() -> None:
-    """A long-running command has stopped: further SIGTERM/SIGINT must not kill its exit.
+    """A long-running command has stopped: a further SIGTERM/SIGINT ends it at once, with
+    the exit status it is leaving with, and never as a death by signal.
 
-    While Python shuts down it resets the handlers it installed to the default one, so
-    a signal a process manager repeats then ends a clean exit 0 as "killed by SIGTERM".
-    Ignored signals stay ignored through shutdown.
+    The app may leave a thread running that delays the interpreter's exit: a signal
+    then exits at once (``os._exit``). Once Python runs its exit handlers it resets the
+    handlers it installed to the default one, so a signal a process manager repeats then
+    would turn a clean exit 0 into "killed by SIGTERM": from there on they are ignored.
     """
+    import atexit
+    import contextlib
+    import signal
+
+    code = 0 if sys.exc_info()[0] is None else 1
+
+    def exit_now(signum: int, frame: Any) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, RuntimeError, ValueError):  # closed, or busy
+                stream.flush()
+        os._exit(code)
+
+    signal.signal(signal.SIGTERM, exit_now)
+    signal.signal(signal.SIGINT, exit_now)
+    atexit.register(_signals_ignored)
+
+
+def _signals_ignored() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

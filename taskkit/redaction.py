@@ -23,7 +23,7 @@ _SECRET_WORD = re.compile(
     r"|credentials?|private_?key|session_?key|cookies?|signature)(?=$|_|\d)"
 )
 _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
 MIN_SCRUBBED = 4
 """Secret values shorter than this are not searched for in free text (too noisy)."""
 

@@ -8,9 +8,11 @@ replaces), and cannot rebuild a Sentinel-managed connection at all.
 
 Here the command line holds only what is not secret (the worker's key, the job id, the
 queue name, RQ's pickled horse settings); the connection settings travel in the horse's
-environment, which only its own user (and root) can read, built for the spawn call
-alone. A Sentinel-managed worker's horse connects as jobs.yaml says (through
-``$TASKKIT_CONFIG`` and ``$TASKKIT_REDIS_URL``), as the worker itself did.
+environment, which only its own user (and root) can read (``/proc/PID/environ``),
+built for the spawn call alone; the horse removes it from ``os.environ`` so that the
+job's own subprocesses do not inherit it. A Sentinel-managed worker's horse connects as
+jobs.yaml says (through ``$TASKKIT_CONFIG`` and ``$TASKKIT_REDIS_URL``), as the worker
+itself did.
 """
 
 from __future__ import annotations
@@ -51,9 +53,9 @@ def spawn_horse(worker: SpawnWorker, job: Job, queue: Queue) -> int:
         "RQ_JOB_ID": job.id,
         "RQ_EXECUTION_ID": worker.execution.id,  # type: ignore[union-attr]
     }
-    connection = connection_settings(worker.connection)
+    connection = _encoded(connection_settings(worker.connection))
     if connection is not None:
-        env[CONNECTION_VARIABLE] = base64.b64encode(pickle.dumps(connection)).decode()
+        env[CONNECTION_VARIABLE] = connection
     source = _SOURCE.format(
         path=sys.path,
         settings=worker._dump_worker_config(),
@@ -79,6 +81,18 @@ def connection_settings(client: Redis) -> dict[str, Any] | None:
     settings.pop("retry", None)
     settings.pop("driver_info", None)
     return settings
+
+
+def _encoded(settings: dict[str, Any] | None) -> str | None:
+    """The settings for the horse's environment; None if they cannot be pickled (a
+    client built with a credential provider or a callback): the horse then connects as
+    jobs.yaml says, as under Sentinel, instead of the worker failing its job."""
+    if settings is None:
+        return None
+    try:
+        return base64.b64encode(pickle.dumps(settings)).decode()
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return None
 
 
 def run_horse(

@@ -235,3 +235,22 @@ def test_a_stop_while_the_worker_registers_deregisters_it_and_takes_no_job(
     assert "SIGTERM while starting: stopping before the first job" in done.stdout + done.stderr
     assert status(taskkit_registry, job) == JobStatus.QUEUED
     assert Worker.count(connection=taskkit_registry.connection) == 0
+
+
+def test_a_stopped_worker_held_up_by_the_apps_thread_exits_on_the_next_signal(
+    worker_cli: WorkerCli, taskkit_registry: Registry
+) -> None:
+    """After the worker stopped, Python waits for the app's non-daemon threads; a process
+    manager's next SIGTERM must end it (with the status it was leaving with), not be
+    ignored until SIGKILL."""
+    process = worker_cli.start("run-worker", "-c", str(FAULT_APPS / "jobs-lingering-thread.yaml"))
+    conn = taskkit_registry.connection
+    wait_for(lambda: Worker.count(connection=conn) == 1, what="the worker to start")
+    process.send_signal(signal.SIGTERM)
+    wait_for(lambda: Worker.count(connection=conn) == 0, what="the worker to deregister")
+    time.sleep(1.5)  # the worker's loop has ended; the interpreter waits for the thread
+    assert process.poll() is None, "the app's thread should keep the process alive"
+
+    process.send_signal(signal.SIGTERM)
+
+    assert process.wait(timeout=15) == 0, worker_cli.stderr(process)

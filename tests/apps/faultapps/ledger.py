@@ -106,3 +106,13 @@ def create_app_slowly() -> Flask:
     Path(os.environ["LEDGER_STARTING_MARKER"]).touch()
     time.sleep(60)
     return create_app()
+
+
+def create_app_with_a_thread() -> Flask:
+    """The ledger app, plus a non-daemon thread that never ends (a metrics flusher, a
+    scheduler library): the interpreter waits for it when the worker has stopped."""
+    import threading
+    import time
+
+    threading.Thread(target=lambda: time.sleep(3600), name="never-ends", daemon=False).start()
+    return create_app()
