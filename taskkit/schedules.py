@@ -261,11 +261,16 @@ def _apply(registry: Registry, changes: list[Change]) -> None:
 def _forget_removed(registry: Registry) -> None:
     """Drop the last-run records of schedules no longer in the file.
 
-    Disabled schedules and finished ``at`` ones keep theirs: the record is what stops a
-    one-off from firing again.
+    Disabled schedules keep theirs, and so does every ``at`` one-off that fired, in the
+    file or not: its record is what stops it from firing again if it comes back.
     """
     declared = set(registry.config.schedules)
-    gone = [n for n in map(_text, registry.connection.hkeys(STATE_KEY)) if n not in declared]
+    records = registry.connection.hgetall(STATE_KEY)
+    gone = [
+        name
+        for name, raw in ((_text(k), v) for k, v in records.items())
+        if name not in declared and not _json_meta(raw).get("one_off")
+    ]
     if gone:
         registry.connection.hdel(STATE_KEY, *gone)
 
@@ -442,6 +447,8 @@ class Scheduler:
             "at": now.timestamp(),
             # Keeps pointing at the last real run, so overlap checks still see it after a skip.
             "job_id": job_id or previous,
+            # A one-off's record is what keeps it from firing again: sync never drops it.
+            "one_off": schedule.at is not None,
         }
         pipe.hset(STATE_KEY, name, json.dumps(state))
         pipe.execute()

@@ -249,12 +249,15 @@ def test_sync_forgets_the_last_runs_of_schedules_no_longer_in_the_file(
     sync(registry, now=T0)
     for name in ("beat", "launch", "nightly", "renamed-long-ago"):
         redis_conn.hset(STATE_KEY, name, json.dumps({"nominal": 1.0, "outcome": "enqueued"}))
+    fired_one_off = {"nominal": 1.0, "outcome": "enqueued", "one_off": True}
+    redis_conn.hset(STATE_KEY, "done-once", json.dumps(fired_one_off))
     left = {"beat": MIXED["beat"], "nightly": {**MIXED["nightly"], "enabled": False}}
     sync(configure(tmp_path, redis_url, left), now=T0)
-    # A disabled schedule keeps its record (it comes back with its history).
-    assert sorted(redis_conn.hkeys(STATE_KEY)) == [b"beat", b"nightly"]
+    # A disabled schedule keeps its record (it comes back with its history), and a fired
+    # one-off keeps its own even out of the file: put back, it must not fire again.
+    assert sorted(redis_conn.hkeys(STATE_KEY)) == [b"beat", b"done-once", b"nightly"]
     sync(configure(tmp_path, redis_url, left), now=T0, dry_run=True)
-    assert sorted(redis_conn.hkeys(STATE_KEY)) == [b"beat", b"nightly"]
+    assert sorted(redis_conn.hkeys(STATE_KEY)) == [b"beat", b"done-once", b"nightly"]
 
 
 def test_entries_taskkit_did_not_create_are_left_alone(
@@ -687,6 +690,12 @@ def test_at_fires_once_and_a_later_sync_does_not_recreate_it(
     assert job.kwargs == {"n": 7}
     [view] = describe(registry, now=at(360))
     assert (view.state, view.upcoming) == ("done", [])
+
+    # Taken out of the file and put back (a revert): still done, it does not fire again.
+    sync(configure(tmp_path, redis_url, {}), now=at(400))
+    registry = configure(tmp_path, redis_url, {"launch": launch})
+    assert outcomes_of(sync(registry, now=at(500))) == []
+    assert scheduler.tick(at(86400)) == []
 
     # Moved to a new time, it is a new one-off.
     registry = configure(tmp_path, redis_url, {"launch": {**launch, "at": "2030-01-02T00:00:00Z"}})
