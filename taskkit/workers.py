@@ -129,11 +129,22 @@ class TaskkitScheduler(RQScheduler):
     """RQ's scheduler process (it moves due delayed jobs and retries to their queues).
 
     RQ's dies with two tracebacks whenever Redis goes away; this one stops with one log
-    line, and the worker starts it again at a maintenance pass once Redis is back.
+    line, and the worker starts it again at a maintenance pass once Redis is back. And
+    RQ's outlives a worker that is SIGKILLed (an orphan process per killed worker);
+    this one dies with its worker, as work horses do.
     """
 
+    _worker_pid: int | None = None
+
+    def start(self) -> Any:
+        """Fork the scheduler process, remembering which worker it belongs to."""
+        self._worker_pid = os.getpid()
+        return super().start()  # type: ignore[no-untyped-call]
+
     def work(self) -> None:
-        """RQ's scheduler loop, until stopped or until Redis goes away."""
+        """RQ's scheduler loop, until stopped, its worker dies, or Redis goes away."""
+        if self._worker_pid is not None and self._worker_pid != os.getpid():
+            die_with_parent(self._worker_pid)
         try:
             super().work()  # type: ignore[no-untyped-call]
         except REDIS_ERRORS as error:
@@ -260,7 +271,7 @@ class _Policies(BaseWorker):
         if not self.scheduler.acquired_locks:
             return
         if not burst:
-            self.scheduler.start()  # type: ignore[no-untyped-call]
+            self.scheduler.start()
             return
         try:
             self.scheduler.register_birth()

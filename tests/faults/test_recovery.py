@@ -27,7 +27,7 @@ from fault_support import (
     status,
     wait_for_status,
 )
-from rq import SimpleWorker
+from rq import SimpleWorker, Worker
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from worker_support import WorkerCli, wait_for
@@ -253,3 +253,20 @@ def test_a_bare_rq_worker_loses_a_job_taken_but_never_started(taskkit_registry: 
     assert status(taskkit_registry, job) == JobStatus.QUEUED
     assert conn.llen("rq:queue:default") == 0
     assert conn.zcard("rq:wip:default") == 0, "in no queue and no registry: lost"
+
+
+def test_rqs_scheduler_process_dies_with_its_worker(
+    worker_cli: WorkerCli, taskkit_registry: Registry
+) -> None:
+    """Every worker runs RQ's scheduler in a forked process of its own; RQ's outlived a
+    SIGKILLed worker, one orphan per kill, polling Redis for ever."""
+    process = worker_cli.start("run-worker", "-c", CONFIG, *FAST_ARGS)
+    conn = taskkit_registry.connection
+    wait_for(lambda: Worker.count(connection=conn) == 1, what="the worker to start")
+    wait_for(lambda: descendants(process.pid), what="RQ's scheduler process to start")
+    scheduler = descendants(process.pid)
+
+    kill([process.pid])
+    process.wait(timeout=10)
+
+    wait_for(lambda: not any(pid_alive(pid) for pid in scheduler), what="the scheduler to die")
