@@ -350,10 +350,10 @@ def run_worker(  # noqa: PLR0917 - click passes options positionally
             settings=registry.config.worker.model_copy(update=overrides),
         )
     finally:
-        _ignore_stop_signals()
+        _exit_at_the_next_stop_signal()
 
 
-def _ignore_stop_signals() -> None:
+def _exit_at_the_next_stop_signal() -> None:
     """A long-running command has stopped: a further SIGTERM/SIGINT ends it at once, with
     the exit status it is leaving with, and never as a death by signal.
 
@@ -376,10 +376,10 @@ def _ignore_stop_signals() -> None:
 
     signal.signal(signal.SIGTERM, exit_now)
     signal.signal(signal.SIGINT, exit_now)
-    atexit.register(_signals_ignored)
+    atexit.register(_ignore_stop_signals)
 
 
-def _signals_ignored() -> None:
+def _ignore_stop_signals() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -434,7 +434,7 @@ def run_scheduler(
     try:
         run(registry, interval=interval, burst=burst)
     finally:
-        _ignore_stop_signals()
+        _exit_at_the_next_stop_signal()
 
 
 @cli.group()

@@ -16,18 +16,25 @@ from fault_support import CONFIG, FAULT_JOBS, PrivateRedis, records, status
 from rq.job import JobStatus
 from worker_support import WorkerCli, wait_for
 
-from taskkit.registry import load
+from taskkit.registry import Registry, load
 
 pytestmark = pytest.mark.slow
+
+
+def use_password_redis(
+    server: PrivateRedis, worker_cli: WorkerCli, monkeypatch: pytest.MonkeyPatch
+) -> Registry:
+    """Point this process and the workers the test starts at ``server``; the fault jobs."""
+    monkeypatch.setenv("REDIS_URL", server.url)
+    worker_cli.env["REDIS_URL"] = server.url
+    return load(FAULT_JOBS, cached=False)
 
 
 def test_the_password_never_shows_in_logs_output_or_redis(
     worker_cli: WorkerCli, password_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     password = str(password_redis.password)
-    monkeypatch.setenv("REDIS_URL", password_redis.url)
-    worker_cli.env["REDIS_URL"] = password_redis.url
-    registry = load(FAULT_JOBS, cached=False)
+    registry = use_password_redis(password_redis, worker_cli, monkeypatch)
     registry.enqueue("attempt", "ok")
     registry.enqueue("short_timeout", "slow", first=3)  # fails: over its 1 s timeout
     registry.connection.rpush("rq:queue:default", "no-such-job")  # garbage, skipped
@@ -61,9 +68,7 @@ def test_a_password_in_a_job_argument_never_shows_in_what_taskkit_shows_of_the_j
 ) -> None:
     """Job descriptions (rq info, rq-dashboard), the worker's log, `taskkit failed`."""
     password = str(password_redis.password)
-    monkeypatch.setenv("REDIS_URL", password_redis.url)
-    worker_cli.env["REDIS_URL"] = password_redis.url
-    registry = load(FAULT_JOBS, cached=False)
+    registry = use_password_redis(password_redis, worker_cli, monkeypatch)
     job = registry.enqueue("refuse_url", password_redis.url)
     assert password not in str(job.description)
     assert "redis://:***@127.0.0.1" in str(job.description)
@@ -87,9 +92,7 @@ def test_a_spawned_work_horse_has_no_password_on_its_command_line(
     """RQ's SpawnWorker wrote the connection settings into the horse's `python -c` source,
     which `ps` shows every user of the machine; taskkit passes them in the environment."""
     password = str(password_redis.password)
-    monkeypatch.setenv("REDIS_URL", password_redis.url)
-    worker_cli.env["REDIS_URL"] = password_redis.url
-    registry = load(FAULT_JOBS, cached=False)
+    registry = use_password_redis(password_redis, worker_cli, monkeypatch)
     job = registry.enqueue("attempt", "spawned", first=2)
 
     worker = worker_cli.start("run-worker", "-c", CONFIG, "--burst", "--worker-class", "spawn")
