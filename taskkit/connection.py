@@ -159,7 +159,7 @@ def _sentinel_master(url: SentinelUrl) -> redis.Redis:
     from redis.sentinel import Sentinel
 
     options = {**CLIENT_DEFAULTS, **url.socket_options}
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         url.hosts,
         sentinel_kwargs={**url.sentinel_kwargs, **options},
         username=url.username,
@@ -167,7 +167,7 @@ def _sentinel_master(url: SentinelUrl) -> redis.Redis:
         db=url.db,
         **options,
     )
-    master: redis.Redis = sentinel.master_for(url.service)  # type: ignore[no-untyped-call]
+    master: redis.Redis = sentinel.master_for(url.service)  # type: ignore[no-untyped-call, unused-ignore]
     return master
 
 
