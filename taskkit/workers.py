@@ -23,6 +23,7 @@ registry: RQ's worker pool builds its workers without passing options through.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import math
@@ -68,6 +69,12 @@ BEAT_EVERY = 1.0
 """Seconds within which a worker's repeated heartbeat, and ``rq suspend`` check, are
 skipped: RQ makes each once or more per job, a Redis round trip or three each time."""
 MIN_SKIPPED_TTL = 15
+PUBSUB_WAKE = 1.0
+"""Seconds the command-channel thread waits for a message before it looks at its stop
+flag again (RQ: 60, which a stopping worker could wait out in full)."""
+STOP_WAIT = 3.0
+"""Seconds a stopping worker waits for its command-channel thread, and for its scheduler
+process before killing it."""
 """A heartbeat is skipped only if the last one keeps the worker's key alive this many
 seconds past the longest wait before the next."""
 _PR_SET_PDEATHSIG = 1
@@ -308,6 +315,56 @@ class _Policies(BaseWorker):
         """
         self._stop_requested = True
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+    def subscribe(self) -> None:
+        """RQ's command channel (``rq``'s stop-job and shutdown commands), whose listener
+        thread wakes every :data:`PUBSUB_WAKE` s instead of RQ's 60.
+
+        Waiting on the socket sends nothing to Redis: the shorter wait costs no round trip.
+        """
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        # RQ annotates the attribute as None only.
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]
+            sleep_time=PUBSUB_WAKE,
+            daemon=True,
+            exception_handler=self._pubsub_exception_handler,
+        )
+
+    def unsubscribe(self) -> None:
+        """Stop the command channel's thread, waiting :data:`STOP_WAIT` s at most.
+
+        RQ sends UNSUBSCRIBE and calls the thread's ``stop()``, which since redis-py 8.2
+        joins it with no timeout while it sits in a 60 s read: a stopping worker waited
+        up to a minute. The thread closes its connection itself when it leaves its loop.
+        """
+        thread, self.pubsub_thread = self.pubsub_thread, None
+        if thread is None:
+            return
+        try:
+            thread.stop(timeout=STOP_WAIT)  # redis-py >= 8.2 joins here
+        except TypeError:  # older redis-py: stop() takes no timeout and does not join
+            thread.stop()
+            thread.join(timeout=STOP_WAIT)
+        if thread.is_alive():
+            log.warning("the command channel's thread did not stop; leaving it behind")
+
+    def stop_scheduler(self) -> None:
+        """Stop RQ's scheduler process, killing it if it has not stopped in :data:`STOP_WAIT` s.
+
+        RQ sends SIGTERM and waits with no bound (a scheduler stuck on an unreachable
+        Redis held its worker's exit for as long).
+        """
+        process = self.scheduler._process if self.scheduler is not None else None
+        if process is None or not process.pid:
+            return
+        with contextlib.suppress(OSError):
+            os.kill(process.pid, signal.SIGTERM)
+        process.join(STOP_WAIT)
+        if process.is_alive():
+            log.warning("the scheduler process did not stop within %.0f s; killed", STOP_WAIT)
+            process.kill()
+            process.join(STOP_WAIT)
 
     # -- Redis outages ------------------------------------------------------------------
 

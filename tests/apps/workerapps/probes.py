@@ -87,3 +87,10 @@ def database_report() -> dict[str, Any]:
         "opened_by": connection.connection.info.get("opened_by"),
         "checked_out": db.engine.pool.checkedout(),
     }
+
+
+def mark_then_sleep(marker: str, seconds: float) -> int:
+    """Write this process's pid to ``marker`` (the job has started), then sleep."""
+    Path(marker).write_text(str(os.getpid()), encoding="utf-8")
+    time.sleep(seconds)
+    return os.getpid()
