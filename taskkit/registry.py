@@ -443,9 +443,15 @@ def _load(file: Path) -> Registry:
 
 
 def _extend_sys_path(loaded: LoadedConfig) -> None:
+    """Put jobs.yaml's own folder on ``sys.path``, and its ``pythonpath:`` folders before it.
+
+    A project keeps jobs.yaml next to its package, so ``myapp.jobs:f`` imports from any
+    working directory and from the ``taskkit`` script (whose ``sys.path`` has no cwd), as
+    ``flask`` finds an app next to where it looks.
+    """
     base = loaded.path.resolve().parent
-    for entry in reversed(loaded.config.pythonpath):
-        folder = str((base / entry).resolve())
+    folders = [str((base / entry).resolve()) for entry in loaded.config.pythonpath]
+    for folder in reversed([*folders, str(base)]):
         if folder not in sys.path:
             sys.path.insert(0, folder)
 

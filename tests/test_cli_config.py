@@ -316,3 +316,27 @@ def test_the_repository_jobs_yaml_matches_the_schema() -> None:
     jsonschema.validate(document, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**document, "jobz": {}}, schema)
+
+
+def test_a_package_next_to_jobs_yaml_imports_from_any_directory(tmp_path: Path) -> None:
+    """The ``taskkit`` script's sys.path has no working directory: jobs.yaml's own folder
+    is put there, so a project's package validates from anywhere without ``pythonpath:``."""
+    project = tmp_path / "project"
+    (project / "tk_nextdoor").mkdir(parents=True)
+    (project / "tk_nextdoor" / "__init__.py").write_text("def work() -> int:\n    return 1\n")
+    (project / "jobs.yaml").write_text(
+        "version: 1\njobs:\n  work: {func: 'tk_nextdoor:work', context: none}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    script = Path(sys.executable).parent / "taskkit"
+    done = subprocess.run(
+        [str(script), "validate", "-c", str(project / "jobs.yaml")],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OK" in done.stdout
