@@ -57,7 +57,9 @@ def test_twenty_stops_in_a_row_each_exit_within_seconds(
     for number, (kind, busy) in enumerate(plan):
         expected = 2 if kind == "pool" else 1
         process = worker_cli.start("run-worker", "-c", str(PROBE_JOBS), *KINDS[kind])
-        wait_for(lambda: idle_workers(connection) >= expected, timeout=60, what="idle workers")
+        wait_for(
+            lambda n=expected: idle_workers(connection) >= n, timeout=60, what="idle workers"
+        )
         job = None
         if busy:
             marker = tmp_path / f"started-{number}"
