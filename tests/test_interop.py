@@ -122,7 +122,7 @@ def test_rq_dashboard_shows_taskkit_queues_jobs_and_workers(
     assert json.loads(detail["metadata"])["taskkit_job"] == "login"
     assert (finished["status"], finished["result"]) == ("finished", "pong")
 
-    # An idle worker (rq-dashboard 0.9.0 fails on a busy one: see the README).
+    # An idle worker (rq-dashboard 0.9.0 fails on a busy one: see docs/operations.md).
     worker = worker_cli.start("run-worker", "-c", str(ops.path), "--queues", "high")
     try:
         poll(lambda: Worker.all(connection=redis_conn), what="the worker to register")
@@ -160,7 +160,7 @@ class FileTransport(Transport):
                 if item.type == "event":
                     out.write(json.dumps(item.payload.json) + "\\n")
 
-# What the README asks for, in the process that runs the worker (before it forks).
+# What docs/deployment.md asks for, in the process that runs the worker (before it forks).
 sentry_sdk.init(dsn="https://key@sentry.invalid/1", transport=FileTransport,
                 integrations=[RqIntegration()])
 

@@ -1,6 +1,6 @@
 """The recovery bound: how long a dead worker's job may stay "started", and its settings.
 
-README "Recovery times" promises at most 70 s with the default settings (issue #6 asks
+docs/reliability.md "Recovery times" promises at most 70 s with the default settings (issue #6 asks
 for no more than about a minute and a half), settable in jobs.yaml's ``worker:`` and on
 ``run-worker``'s command line (which wins). The bound is the TTL a worker gives its
 job's heartbeat, plus a maintenance interval, plus the time a live worker may take to
@@ -29,7 +29,7 @@ from taskkit.workers import (
     wake_interval,
 )
 
-README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+RELIABILITY_PAGE = (REPO_ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
 SETTINGS_JOBS = FAULT_APPS / "jobs-worker-settings.yaml"
 IN_YAML = WorkerConfig(
     heartbeat_interval=5, heartbeat_grace=40, maintenance_interval=24, redis_timeout=120
@@ -55,16 +55,16 @@ def with_settings(cls: type[W], settings: WorkerConfig, registry: Registry) -> W
 
 
 def notice(settings: WorkerConfig) -> int:
-    """README: the longest a live worker takes to see that a maintenance pass is due."""
+    """reliability.md: the longest a live worker takes to see that a maintenance pass is due."""
     return max(settings.maintenance_interval // 3, settings.heartbeat_interval)
 
 
-def test_the_default_bound_is_the_readmes_70_s_within_issue_6s_minute_and_a_half() -> None:
+def test_the_default_bound_is_the_documented_70_s_within_issue_6s_minute_and_a_half() -> None:
     bound = recovery_bound(WorkerConfig())
     assert bound <= 90, "issue #6: no more than about a minute and a half by default"
     assert bound == 70
-    assert f"at most **{bound} s** after the death" in README
-    assert f"bound {recovery_bound(FAST)} s)" in README, "the test settings' bound"
+    assert f"at most **{bound} s** after the death" in RELIABILITY_PAGE
+    assert f"bound {recovery_bound(FAST)} s)" in RELIABILITY_PAGE, "the test settings' bound"
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_the_bound_covers_the_heartbeat_a_worker_gives_its_job(
     assert fork_ttl == settings.heartbeat_interval + settings.heartbeat_grace
     assert recovery_bound(settings) == fork_ttl + settings.maintenance_interval + notice(settings)
 
-    # README: the job's timeout + heartbeat_grace + maintenance_interval + max(...),
+    # docs/reliability.md: the job's timeout + heartbeat_grace + maintenance_interval + max(...),
     # counted from the job's start.
     simple_bound = simple.get_heartbeat_ttl(job) + settings.maintenance_interval + notice(settings)
     assert simple_bound == (
@@ -106,7 +106,7 @@ def test_the_bound_covers_the_heartbeat_a_worker_gives_its_job(
     )
     assert simple_bound == recovery_bound(settings) - settings.heartbeat_interval + 180
     if settings == WorkerConfig():
-        assert simple_bound == 4 * 60, "README: 4 min for the default 3-minute timeout"
+        assert simple_bound == 4 * 60, "docs/reliability.md: 4 min for the default 3-minute timeout"
 
 
 def test_jobs_yaml_sets_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -209,7 +209,7 @@ class _Touch:
 def test_a_forged_pickle_entry_runs_code_on_a_pickle_worker(
     taskkit_registry: Registry, tmp_path: Path
 ) -> None:
-    """The caveat of ``serializer: pickle`` (README): whoever can write to Redis can run
+    """The caveat of ``serializer: pickle`` (reliability.md): whoever can write to Redis can run
     code in the worker, because unpickling the entry runs it, before any check. The
     entry even names a declared job. With JSON (the default) the same entry is refused
     (test_a_pickled_entry_on_a_json_worker_is_failed)."""

@@ -247,7 +247,7 @@ def test_a_worker_waiting_for_redis_at_start_backs_off_up_to_10_s_then_gives_up(
 def test_an_idle_worker_that_lost_redis_tries_1_2_4_up_to_10_s_apart_then_gives_up(
     private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """README: "every worker retries with backoff (1, 2, 4, up to 10 s apart)" (RQ's own
+    """reliability.md: "every worker retries with backoff (1, 2, 4, up to 10 s apart)" (RQ's own
     backoff grows to 60 s); past ``redis_timeout`` the idle worker stops."""
     settings = WorkerConfig(redis_timeout=60)
     worker_class = type("Worker", (TaskkitSimpleWorker,), {"settings": settings})
