@@ -210,9 +210,14 @@ class BackgroundScheduler:
     """
 
     def __init__(self, registry: Registry, *, interval: float = 1.0) -> None:
-        options = {"config": str(registry.path.resolve()), "interval": interval}
-        options["parent"] = os.getpid()
-        self.command = [sys.executable, "-c", _CHILD, json.dumps(options)]
+        options = {
+            "config": str(registry.path.resolve()),
+            "interval": interval,
+            "parent": os.getpid(),
+            "sys_path": sys.path,  # the worker's, as multiprocessing's spawn passes it
+        }
+        # -P: nothing in the current folder may shadow a module before sys.path is set.
+        self.command = [sys.executable, "-P", "-c", _CHILD, json.dumps(options)]
         self.child: subprocess.Popen[bytes] | None = None
         self._stopped = threading.Event()
         self._lock = threading.Lock()
@@ -239,29 +244,39 @@ class BackgroundScheduler:
 
     def _supervise(self) -> None:
         delays = iter(RESTART_DELAYS)
-        while True:
-            with self._lock:
-                if self._stopped.is_set():
-                    return
-                child = self.child = subprocess.Popen(self.command)
+        while not self._stopped.is_set():
             started = time.monotonic()
-            code = child.wait()
-            if self._stopped.is_set():
-                return
-            if code == 0:
-                log.warning("%s (pid %d) was stopped; not restarting it", WHO, child.pid)
+            ended = self._run_child()
+            if ended is None or self._stopped.is_set():
                 return
             if time.monotonic() - started >= HEALTHY_AFTER:
                 delays = iter(RESTART_DELAYS)
             delay = next(delays, RESTART_DELAYS[-1])
-            log.error(
-                "%s (pid %d) %s; starting it again in %g s", WHO, child.pid, _ended(code), delay
-            )
+            log.error("%s %s; starting it again in %g s", WHO, ended, delay)
             if self._stopped.wait(delay):
                 return
 
+    def _run_child(self) -> str | None:
+        """Start the child and wait for it: how it ended, or None if it was asked to stop."""
+        with self._lock:
+            if self._stopped.is_set():
+                return None
+            try:
+                child = self.child = subprocess.Popen(self.command)
+            except OSError as error:  # out of processes or file descriptors: try later
+                return f"could not start ({error})"
+        code = child.wait()
+        if code != 0:
+            return f"(pid {child.pid}) {_ended(code)}"
+        if not self._stopped.is_set():
+            log.warning("%s (pid %d) was stopped; not restarting it", WHO, child.pid)
+        return None
 
-_CHILD = "from taskkit.scheduler_process import child_main; child_main()"
+
+_CHILD = (
+    "import json, sys; sys.path[:] = json.loads(sys.argv[1])['sys_path']; "
+    "from taskkit.scheduler_process import child_main; child_main()"
+)
 
 
 def child_main(argv: list[str] | None = None) -> None:
@@ -281,7 +296,11 @@ def child_main(argv: list[str] | None = None) -> None:
     scheduler = Scheduler(registry, interval=float(options["interval"]))
     loop = SchedulerLoop(scheduler, redis_timeout=None, parent=parent)
     signal.signal(signal.SIGTERM, loop.stop)
-    loop.run()
+    try:
+        loop.run()
+    except Exception as error:  # a password Redis refuses at start: one line, then a retry
+        log.error("%s stopped: %s", WHO, _reason(error))
+        sys.exit(1)
 
 
 # -- small helpers ---------------------------------------------------------------------------
