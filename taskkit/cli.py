@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -23,6 +23,9 @@ from taskkit.errors import ConfigError, TaskkitError
 from taskkit.logs import setup_logging
 from taskkit.registry import Registry, default_config_path, load
 from taskkit.timing import next_fire_times
+
+if TYPE_CHECKING:
+    from taskkit.scheduler_process import BackgroundScheduler
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -337,8 +340,7 @@ def run_worker(  # noqa: PLR0917 - click passes options positionally
     names = _queue_list(registry, queues)
     overrides = {name: value for name, value in settings.items() if value is not None}
     setup_logging(log_level, log_format)  # type: ignore[arg-type]
-    if with_scheduler:
-        _start_scheduler(registry, burst)
+    background = _start_scheduler(registry, burst) if with_scheduler else None
     try:
         run(
             registry,
@@ -351,6 +353,8 @@ def run_worker(  # noqa: PLR0917 - click passes options positionally
             settings=registry.config.worker.model_copy(update=overrides),
         )
     finally:
+        if background is not None:
+            background.stop()
         _exit_at_the_next_stop_signal()
 
 
@@ -387,16 +391,17 @@ def _ignore_stop_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _start_scheduler(registry: Registry, burst: bool) -> None:
+def _start_scheduler(registry: Registry, burst: bool) -> BackgroundScheduler | None:
     from taskkit import schedules
+    from taskkit.scheduler_process import BackgroundScheduler
 
     for change in schedules.sync(registry):
         if change.action != "unchanged":
             logging.getLogger("taskkit.scheduler").info("sync: %s", change)
     if burst:
         schedules.Scheduler(registry).tick()  # fire what is due now, then work it off
-    else:
-        schedules.start_in_background(registry)
+        return None
+    return BackgroundScheduler(registry).start()
 
 
 def _queue_list(registry: Registry, queues: str | None) -> list[str]:
@@ -423,17 +428,35 @@ def _queue_list(registry: Registry, queues: str | None) -> list[str]:
     help="Seconds between passes.",
 )
 @click.option("--burst", is_flag=True, help="Sync, fire what is due now, and exit.")
+@click.option(
+    "--redis-timeout",
+    callback=_duration,
+    default=None,
+    metavar="DURATION",
+    help="How long Redis may be away (at start or later) before exiting 1 "
+    "[default: worker.redis_timeout in jobs.yaml, else 5m]",
+)
 @log_options
-def run_scheduler(
-    config_path: Path | None, interval: float, burst: bool, log_level: str, log_format: str
+def run_scheduler(  # noqa: PLR0917 - click passes options positionally
+    config_path: Path | None,
+    interval: float,
+    burst: bool,
+    redis_timeout: int | None,
+    log_level: str,
+    log_format: str,
 ) -> None:
-    """Sync schedules, then enqueue each tick once (any number may run)."""
-    from taskkit.schedules import run_scheduler as run
+    """Sync schedules, then enqueue each tick once (any number may run).
+
+    Redis going away is waited out: passes are retried 0.5, 1, then every 2 s, for up to
+    the Redis timeout; when Redis comes back empty, the schedules are synced again.
+    """
+    from taskkit.scheduler_process import run_scheduler as run
 
     registry = _registry(config_path)
     setup_logging(log_level, log_format)  # type: ignore[arg-type]
+    timeout = redis_timeout if redis_timeout is not None else registry.config.worker.redis_timeout
     try:
-        run(registry, interval=interval, burst=burst)
+        run(registry, interval=interval, burst=burst, redis_timeout=timeout)
     finally:
         _exit_at_the_next_stop_signal()
 

@@ -16,6 +16,13 @@ An entry that comes due late (no scheduler ran) is fired once, not once per miss
 ``misfire: once`` runs its oldest missed tick; ``misfire: skip`` runs the first missed
 tick that is still within ``grace``, if any. Either way the next tick is the first one
 after now.
+
+A running scheduler follows the store: each pass also reads the digest of the schedules
+last synced (:data:`SYNCED_KEY`). When it differs from its own file's, the scheduler reads
+its jobs.yaml again and adopts it if that is what was synced (schedules added, changed or
+removed while it runs); when the digest is gone, Redis lost the store (restarted without
+persistence) and the scheduler syncs it again from its file, so that the ticks missed
+meanwhile come due late and the misfire policy decides them, as after any outage.
 """
 
 from __future__ import annotations
@@ -26,10 +33,9 @@ import logging
 import os
 import re
 import socket
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import redis
@@ -39,7 +45,7 @@ from rq_scheduler import Scheduler as _RqScheduler
 from taskkit import connection
 from taskkit.config import ScheduleConfig
 from taskkit.errors import ScheduleError
-from taskkit.registry import META_KEY, Registry
+from taskkit.registry import META_KEY, Registry, load
 from taskkit.timing import at_time, next_fire_times
 
 log = logging.getLogger("taskkit.scheduler")
@@ -50,6 +56,8 @@ ID_PREFIX = "taskkit-schedule-"
 """Entries whose id starts with this are taskkit's; every other entry is left alone."""
 STATE_KEY = "taskkit:schedules:state"
 """Hash: schedule name -> JSON of its last tick (job id, nominal time, outcome)."""
+SYNCED_KEY = "taskkit:schedules:synced"
+"""The :func:`catalog_digest` of the jobs.yaml last synced; gone when Redis lost the store."""
 SCHEDULER_KEY_PREFIX = "taskkit:scheduler:"
 """One key per running scheduler process, expiring unless refreshed (for ``status``)."""
 DEFAULT_GRACE = 60
@@ -60,6 +68,8 @@ META_TIMING = "taskkit_timing"
 META_TICK = "taskkit_tick"
 BY_HAND = "run by hand"
 """The outcome recorded for a run started with ``taskkit schedules run``."""
+HANDLED_BEFORE_LOSS = "handled before Redis lost its data"
+"""The outcome recorded for a one-off that was due before Redis lost the store."""
 _ACTIVE = {
     str(s.value)
     for s in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
@@ -120,18 +130,43 @@ def sync(registry: Registry, now: datetime | None = None, *, dry_run: bool = Fal
     Creates missing entries, updates changed ones in place (keeping their next run when
     only arguments or job settings changed), removes taskkit entries no longer in the
     file (or disabled), and leaves every entry taskkit did not create alone. Running it
-    twice changes nothing the second time.
+    twice changes nothing the second time. It also publishes the file's
+    :func:`catalog_digest`, which tells running schedulers to pick the changes up.
     """
     moment = _now(now)
+    return connection.call(
+        registry.redis_url, "sync schedules", lambda: _sync(registry, moment, dry_run=dry_run)
+    )
 
-    def run() -> list[Change]:
-        changes = _plan(registry, _existing(registry), moment)
-        if not dry_run:
-            _apply(registry, changes)
-            _forget_removed(registry)
-        return changes
 
-    return connection.call(registry.redis_url, "sync schedules", run)
+def _sync(
+    registry: Registry,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    handled_until: datetime | None = None,
+) -> list[Change]:
+    """:func:`sync`, with redis-py's errors as they are.
+
+    ``handled_until`` is for a scheduler that syncs a Redis which lost the store: every
+    tick up to then was handled, so entries are recreated at their first tick after it
+    (the ticks since then come due late, for the misfire policy to decide), and a one-off
+    due by then is recorded as handled instead of being created to fire a second time.
+    """
+    handled = _handled_one_offs(registry, handled_until)
+    changes = _plan(registry, _existing(registry), now, handled, handled_until)
+    if not dry_run:
+        _apply(registry, changes)
+        _forget_removed(registry)
+        _record_handled(registry, handled, now)
+    return changes
+
+
+def catalog_digest(registry: Registry) -> str:
+    """A digest of all the schedules of ``registry``'s file, as sync writes them."""
+    return _digest(
+        sorted((name, fingerprint(registry, name)) for name in registry.config.schedules)
+    )
 
 
 def _now(now: datetime | None) -> datetime:
@@ -191,10 +226,16 @@ def _json_meta(raw: Any) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def _plan(registry: Registry, existing: dict[str, _Entry], now: datetime) -> list[Change]:
+def _plan(
+    registry: Registry,
+    existing: dict[str, _Entry],
+    now: datetime,
+    handled: set[str] | None = None,
+    handled_until: datetime | None = None,
+) -> list[Change]:
     changes: list[Change] = []
     wanted: set[str] = set()
-    finished = _finished_one_offs(registry)
+    finished = _finished_one_offs(registry) | (handled or set())
     for name, schedule in registry.config.schedules.items():
         entry_id = schedule_id(name)
         if not schedule.enabled or name in finished:
@@ -202,7 +243,8 @@ def _plan(registry: Registry, existing: dict[str, _Entry], now: datetime) -> lis
         wanted.add(entry_id)
         entry = existing.get(entry_id)
         if entry is None:
-            changes.append(Change("create", name, entry_id, _first_run(schedule, now)))
+            first = _first_run(schedule, now, handled_until)
+            changes.append(Change("create", name, entry_id, first))
         elif entry.fingerprint != fingerprint(registry, name):
             keeps_time = entry.timing == _timing_of(schedule)
             first = None if keeps_time else _first_run(schedule, now)
@@ -233,11 +275,38 @@ def _fired_once(schedule: ScheduleConfig, last: dict[str, Any]) -> bool:
     return schedule.at is not None and last.get("nominal") == at_time(schedule).timestamp()
 
 
-def _first_run(schedule: ScheduleConfig, now: datetime) -> datetime | None:
+def _first_run(
+    schedule: ScheduleConfig, now: datetime, handled_until: datetime | None = None
+) -> datetime | None:
     if schedule.at is not None:
         return at_time(schedule)  # even if past: the misfire policy decides at fire time
-    upcoming = next_fire_times(schedule, now, 1)
+    since = now if handled_until is None else min(now, handled_until)
+    upcoming = next_fire_times(schedule, since, 1)
     return upcoming[0] if upcoming else None
+
+
+def _handled_one_offs(registry: Registry, handled_until: datetime | None) -> set[str]:
+    """``at`` schedules due at or before ``handled_until``: a scheduler handled them."""
+    if handled_until is None:
+        return set()
+    return {
+        name
+        for name, schedule in registry.config.schedules.items()
+        if schedule.at is not None and at_time(schedule) <= handled_until
+    }
+
+
+def _record_handled(registry: Registry, names: set[str], now: datetime) -> None:
+    """Give one-offs handled before Redis lost their records a record again (never
+    replacing a real one), so that no later sync creates them to fire a second time."""
+    for name in sorted(names):
+        record = {
+            "nominal": at_time(registry.config.schedules[name]).timestamp(),
+            "outcome": HANDLED_BEFORE_LOSS,
+            "at": now.timestamp(),
+            "one_off": True,
+        }
+        registry.connection.hsetnx(STATE_KEY, name, json.dumps(record))
 
 
 def fingerprint(registry: Registry, name: str) -> str:
@@ -255,6 +324,7 @@ def _apply(registry: Registry, changes: list[Change]) -> None:
             elif change.action == "remove":
                 pipe.zrem(SCHEDULED_JOBS_KEY, change.entry_id)
                 pipe.delete(Job.key_for(change.entry_id))
+        pipe.set(SYNCED_KEY, catalog_digest(registry))
         pipe.execute()
 
 
@@ -364,19 +434,30 @@ class Scheduler:
     """Fires due ticks of the schedules in one jobs.yaml.
 
     ``tick(now)`` does one pass and takes the time as an argument, so tests inject time
-    instead of sleeping; ``run()`` calls it every ``interval`` seconds.
+    instead of sleeping; :mod:`taskkit.scheduler_process` calls it every ``interval``
+    seconds. Each pass also follows the store: it adopts the schedules a sync published
+    from its own jobs.yaml, and syncs them again if Redis lost them (see the module).
     """
 
     def __init__(self, registry: Registry, *, interval: float = 1.0) -> None:
-        self.registry = registry
         self.interval = interval
-        self.by_id = {schedule_id(name): name for name in registry.config.schedules}
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self._stop = False
+        self._warned: set[str] = set()
+        self.handled_until: datetime | None = None
+        """The time of the last pass that fired everything due: each tick up to it was
+        handled (by this scheduler or another). What a sync after a loss of the store
+        starts from."""
+        self._adopt(registry)
+
+    def _adopt(self, registry: Registry) -> None:
+        self.registry = registry
+        self.by_id = {schedule_id(name): name for name in registry.config.schedules}
         self._fingerprints = {
             name: fingerprint(registry, name) for name in registry.config.schedules
         }
-        self._warned: set[str] = set()
+        self.digest = catalog_digest(registry)
+        self._file_version = _file_version(registry.path)
+        self._warned.clear()
 
     @property
     def conn(self) -> redis.Redis:
@@ -386,20 +467,95 @@ class Scheduler:
     def tick(self, now: datetime | None = None) -> list[Tick]:
         """Fire every tick due at ``now`` that no other scheduler fired first."""
         moment = _now(now)
-        return [self.fire(entry, moment) for entry in self.due(moment)]
+        entries, synced = self._read(moment)
+        if synced != self.digest and self._follow_store(synced, moment):
+            entries, _ = self._read(moment)
+        ticks = [self.fire(entry, moment) for entry in entries]
+        self.handled_until = moment
+        return ticks
 
     def due(self, now: datetime | None = None) -> list[Due]:
         """This file's entries whose stored next run is at or before ``now``."""
-        found: list[tuple[bytes, float]] = self.conn.zrangebyscore(  # type: ignore[assignment]
-            SCHEDULED_JOBS_KEY, "-inf", _now(now).timestamp(), withscores=True
-        )
+        return self._read(_now(now))[0]
+
+    def _read(self, now: datetime) -> tuple[list[Due], str | None]:
+        """The due entries and the digest of the last sync, in one round trip."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(SCHEDULED_JOBS_KEY, "-inf", now.timestamp(), withscores=True)
+            pipe.get(SYNCED_KEY)
+            found, synced = pipe.execute()
         entries = []
         for raw_id, score in found:
             entry_id = _text(raw_id)
             name = self.by_id.get(entry_id)
             if name is not None:
                 entries.append(Due(name, entry_id, score))
-        return entries
+        return entries, None if synced is None else _text(synced)
+
+    # -- following the store -----------------------------------------------------------
+
+    def _follow_store(self, synced: str | None, now: datetime) -> bool:
+        """Catch up with a store that no longer matches this scheduler's schedules;
+        whether anything changed."""
+        if synced is None:
+            self._restore(now)
+            return True
+        return self._reload(synced)
+
+    def sync(self, now: datetime | None = None) -> list[Change]:
+        """:func:`sync` this scheduler's file, starting from the ticks it knows were
+        handled; redis-py's errors are left as they are, for the caller's retries."""
+        return _sync(self.registry, _now(now), handled_until=self.handled_until)
+
+    def _restore(self, now: datetime) -> None:
+        """Sync again: Redis lost the store (or no sync ever ran on this database)."""
+        if self.handled_until is not None:
+            log.warning(
+                "the schedules are gone from Redis (restarted without persistence?): "
+                "syncing them again from %s; ticks missed since %s follow their misfire policy",
+                self.registry.path,
+                self.handled_until.isoformat(),
+            )
+        for change in self.sync(now):
+            if change.action != "unchanged":
+                log.info("sync: %s", change)
+
+    def _reload(self, synced: str) -> bool:
+        """Adopt this scheduler's jobs.yaml again if it changed and is what was synced.
+
+        A file that was not synced (yet), or fails to load, changes nothing: this
+        scheduler goes on with the schedules it has, and leaves changed ones to others.
+        """
+        version = _file_version(self.registry.path)
+        if version == self._file_version:
+            return False
+        self._file_version = version
+        try:
+            registry = load(self.registry.path, cached=False)
+        except Exception as error:  # a file half-written, a job module that fails to import
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            log.warning(
+                "cannot read %s again (%s); going on with the schedules it had",
+                self.registry.path,
+                first,
+            )
+            return False
+        if catalog_digest(registry) != synced:
+            return False
+        registry.connection = self.conn
+        before = self._fingerprints
+        self._adopt(registry)
+        after = self._fingerprints
+        log.info(
+            "picked up the schedules synced from %s: %d added, %d changed, %d removed",
+            self.registry.path,
+            len(after.keys() - before.keys()),
+            sum(1 for name in after.keys() & before.keys() if after[name] != before[name]),
+            len(before.keys() - after.keys()),
+        )
+        return True
+
+    # -- firing ------------------------------------------------------------------------
 
     def fire(self, entry: Due, now: datetime | None = None) -> Tick:
         """Claim ``entry``'s tick and enqueue it, unless another scheduler claimed it first.
@@ -516,33 +672,25 @@ class Scheduler:
         self.registry.queue(declared.settings.queue).enqueue_job(job, pipeline=pipe)
         return str(job.id)
 
-    # -- the loop ----------------------------------------------------------------------
+    # -- presence --------------------------------------------------------------------
 
     def heartbeat(self) -> None:
         """Announce this scheduler for ``taskkit status``; expires if it stops."""
         ttl = max(int(self.interval * 5), 10)
         self.conn.set(f"{SCHEDULER_KEY_PREFIX}{self.name}", datetime.now(UTC).isoformat(), ex=ttl)
 
-    def stop(self, *_: Any) -> None:
-        """Ask :meth:`run` to return after the current pass."""
-        self._stop = True
-
-    def run(self, *, burst: bool = False, sleep: Callable[[float], None] = time.sleep) -> None:
-        """Fire due ticks every ``interval`` seconds until :meth:`stop` (or once, with burst).
-
-        Passes are aligned just after whole multiples of the interval, where ticks fall,
-        so a tick is fired milliseconds after its time rather than up to an interval late.
-        """
-        while True:
-            self.heartbeat()
-            self.tick()
-            if burst or self._stop:
-                break
-            wait = self.interval - (time.time() % self.interval) + 0.002
-            sleep(wait)
-            if self._stop:
-                break
+    def goodbye(self) -> None:
+        """Take this scheduler off ``taskkit status`` (it stops)."""
         self.conn.delete(f"{SCHEDULER_KEY_PREFIX}{self.name}")
+
+
+def _file_version(path: Path) -> tuple[int, int, int] | None:
+    """What tells a changed jobs.yaml apart without reading it."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
 
 # -- preview --------------------------------------------------------------------------------
@@ -675,11 +823,13 @@ __all__ = [
     "ID_PREFIX",
     "SCHEDULED_JOBS_KEY",
     "STATE_KEY",
+    "SYNCED_KEY",
     "Change",
     "Due",
     "ScheduleView",
     "Scheduler",
     "Tick",
+    "catalog_digest",
     "describe",
     "fingerprint",
     "plan",
@@ -687,58 +837,3 @@ __all__ = [
     "schedule_id",
     "sync",
 ]
-
-
-# -- processes --------------------------------------------------------------------------------
-
-
-def run_scheduler(registry: Registry, *, interval: float = 1.0, burst: bool = False) -> None:
-    """Sync, then fire ticks until SIGTERM/SIGINT (``taskkit run-scheduler``)."""
-    import signal
-
-    for change in sync(registry):
-        if change.action != "unchanged":
-            log.info("sync: %s", change)
-    scheduler = Scheduler(registry, interval=interval)
-    signal.signal(signal.SIGTERM, scheduler.stop)
-    signal.signal(signal.SIGINT, scheduler.stop)
-    connection.call(registry.redis_url, "run the scheduler", lambda: scheduler.run(burst=burst))
-
-
-def start_in_background(registry: Registry, *, interval: float = 1.0) -> Any:
-    """Run the scheduler in a child process of a worker (``run-worker --with-scheduler``).
-
-    A process, not a thread: the worker forks a work horse per job, and forking while a
-    scheduler thread holds a lock (logging, a connection pool) could deadlock the horse.
-    The child exits when its parent does.
-    """
-    import multiprocessing
-
-    parent = os.getpid()
-    process = multiprocessing.get_context("fork").Process(
-        target=_background_main,
-        args=(registry, interval, parent),
-        daemon=True,
-        name="taskkit-scheduler",
-    )
-    process.start()
-    return process
-
-
-def _background_main(registry: Registry, interval: float, parent: int) -> None:
-    import signal
-
-    registry.connection = connection.connect(registry.redis_url)  # not the parent's
-    scheduler = Scheduler(registry, interval=interval)
-    signal.signal(signal.SIGTERM, scheduler.stop)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop
-
-    def sleep(seconds: float) -> None:
-        time.sleep(seconds)
-        if os.getppid() != parent:  # the worker died without stopping us
-            scheduler.stop()
-
-    try:
-        scheduler.run(sleep=sleep)
-    except redis.ConnectionError as error:
-        log.error("scheduler stopped: Redis unreachable (%s)", type(error).__name__)

@@ -155,7 +155,11 @@ class TaskkitScheduler(RQScheduler):
         try:
             super().work()  # type: ignore[no-untyped-call]
         except REDIS_ERRORS as error:
-            log.warning("the scheduler stopped: lost Redis (%s); it restarts later", _reason(error))
+            log.warning(
+                "RQ's scheduler (delayed jobs and retries) stopped: lost Redis (%s); the worker "
+                "starts it again at a maintenance pass once Redis is back",
+                _reason(error),
+            )
 
 
 class _Policies(BaseWorker):

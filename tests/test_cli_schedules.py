@@ -14,9 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 import yaml
 from click.testing import CliRunner
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -311,3 +313,82 @@ def test_schedules_run_of_an_unknown_schedule_names_the_known_ones(
     assert done.returncode == 1
     assert done.stderr.startswith("error: no schedule 'baet'")
     assert "(schedules: beat)" in done.stderr and "Traceback" not in done.stderr
+
+
+# -- a running scheduler follows syncs -----------------------------------------------------------
+
+
+def last_run(conn: redis.Redis, name: str) -> dict[str, Any]:
+    """Schedule ``name``'s last-run record ({} if none)."""
+    return json.loads(conn.hget(STATE_KEY, name) or "{}")
+
+
+def wait_until(condition: Any, what: str, process: subprocess.Popen[bytes]) -> None:
+    """Poll until ``condition`` holds; fail if the process exits or 60 s pass."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert process.poll() is None, f"the scheduler exited while waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("command", ["run-scheduler", "run-worker --with-scheduler"])
+def test_a_running_scheduler_fires_an_added_schedule_within_5_s_of_a_sync_and_stops_a_removed_one(
+    tmp_path: Path, redis_url: str, redis_conn: redis.Redis, command: str
+) -> None:
+    every_second = {"job": "tick", "every": "1s", "overlap": "allow"}
+    path = write_config(tmp_path, redis_url, {"beat": {**every_second, "kwargs": {"n": 1}}})
+    with (tmp_path / "scheduler.log").open("wb") as log:
+        process = subprocess.Popen(
+            [*TASKKIT, *command.split(), "-c", str(path)], stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until(lambda: last_run(redis_conn, "beat"), "the first tick", process)
+
+        # Added, and changed: both fire (the changed one with its new arguments) within 5 s.
+        changed = {"beat": {**every_second, "kwargs": {"n": 2}}, "added": every_second}
+        write_config(tmp_path, redis_url, changed)
+        invoke("schedules", "sync", "-c", str(path))
+        synced_at = time.time()
+        wait_until(lambda: last_run(redis_conn, "added"), "the added schedule to fire", process)
+        added = last_run(redis_conn, "added")
+        wait_until(lambda: job_kwargs(redis_conn, "beat") == {"n": 2}, "new arguments", process)
+        changed_at = last_run(redis_conn, "beat")["at"]  # the scheduler's own clock
+        print(f"\n{command}: fired {added['at'] - synced_at:.2f} s after the sync (added), "
+              f"{changed_at - synced_at:.2f} s (changed)")  # fmt: skip
+        assert added["at"] - synced_at < 5
+        assert changed_at - synced_at < 5
+
+        # Removed: it stops, while the schedule that stays fires three more ticks.
+        write_config(tmp_path, redis_url, {"beat": {**every_second, "kwargs": {"n": 2}}})
+        invoke("schedules", "sync", "-c", str(path))
+        removed_at = time.time()
+        assert not last_run(redis_conn, "added"), "sync forgets a removed schedule's record"
+        wait_until(
+            lambda: last_run(redis_conn, "beat")["nominal"] >= removed_at + 3,
+            "three more ticks of the schedule that stays",
+            process,
+        )
+        assert not last_run(redis_conn, "added"), "the removed schedule fired again"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    output = (tmp_path / "scheduler.log").read_text()
+    assert process.returncode == 0, output
+    assert "picked up the schedules synced from" in output
+    assert "Traceback" not in output
+
+
+def job_kwargs(conn: redis.Redis, name: str) -> dict[str, Any] | None:
+    """The keyword arguments of schedule ``name``'s last enqueued job."""
+    job_id = last_run(conn, name).get("job_id")
+    if job_id is None:
+        return None
+    try:
+        return dict(Job.fetch(job_id, connection=conn, serializer=JSONSerializer).kwargs)
+    except NoSuchJobError:  # a worker ran it and RQ removed it: look at the next one
+        return None

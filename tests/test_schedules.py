@@ -741,3 +741,93 @@ def test_scheduled_runs_carry_the_jobs_queue_timeout_and_retry(
         "taskkit_tick": at(60).isoformat(),
     }
     assert job.get_status() == JobStatus.QUEUED
+
+
+# -- a running scheduler follows the store -------------------------------------------------
+
+
+def jobs_of(registry: Registry, name: str) -> list[Job]:
+    return [job for job in queued(registry) if job.meta.get("taskkit_schedule") == name]
+
+
+def test_a_running_scheduler_picks_up_added_changed_and_removed_schedules(
+    tmp_path: Path, redis_url: str
+) -> None:
+    every_minute = {"job": "tick", "every": "1m", "overlap": "allow"}
+    path = write_config(
+        tmp_path, redis_url, {"beat": {**every_minute, "kwargs": {"n": 1}}, "gone": every_minute}
+    )
+    scheduler = Scheduler(load(path, cached=False))
+    sync(scheduler.registry, now=T0)
+    assert sorted(t.schedule for t in scheduler.tick(at(60))) == ["beat", "gone"]
+
+    # A deploy edits the file and syncs it, while this scheduler runs.
+    changed = {"beat": {**every_minute, "kwargs": {"n": 2}}, "added": every_minute}
+    write_config(tmp_path, redis_url, changed)
+    sync(load(path, cached=False), now=at(61))
+
+    ticks = scheduler.tick(at(120))
+    assert sorted((t.schedule, t.outcome, t.nominal) for t in ticks) == [
+        ("added", "enqueued", at(120)),
+        ("beat", "enqueued", at(120)),
+    ]
+    assert [job.kwargs for job in jobs_of(scheduler.registry, "beat")] == [{"n": 1}, {"n": 2}]
+    assert len(jobs_of(scheduler.registry, "gone")) == 1, "the removed one fired no more"
+
+
+def test_a_scheduler_keeps_its_schedules_while_its_file_is_not_the_one_synced(
+    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An edit that was not synced, or a file that no longer loads, changes nothing."""
+    beat = {"job": "tick", "every": "1m", "overlap": "allow"}
+    path = write_config(tmp_path, redis_url, {"beat": beat})
+    scheduler = Scheduler(load(path, cached=False))
+    sync(scheduler.registry, now=T0)
+
+    write_config(tmp_path, redis_url, {"beat": beat, "draft": beat})  # edited, not synced
+    assert outcomes(scheduler.tick(at(60))) == [("enqueued", at(60))]
+
+    (tmp_path / "other").mkdir()
+    other = write_config(tmp_path / "other", redis_url, {"beat": {**beat, "every": "2m"}})
+    path.write_text("version: 1\njobs: [")  # half-written
+    sync(load(other, cached=False), now=at(61))  # another file was synced meanwhile
+    with caplog.at_level("WARNING", logger="taskkit.scheduler"):
+        for moment in (120, 180):  # left to a scheduler that has the synced file
+            assert outcomes(scheduler.tick(at(moment))) == [("stale-config", at(120))]
+    unreadable = [r for r in caplog.records if "cannot read" in r.getMessage()]
+    assert len(unreadable) == 1, "one warning per version of the file, not one per pass"
+    assert "going on with the schedules it had" in unreadable[0].getMessage()
+
+
+def test_a_scheduler_syncs_again_when_redis_lost_the_schedules(
+    tmp_path: Path, redis_url: str, redis_conn: redis.Redis
+) -> None:
+    """Redis restarted without persistence: the store, the last-run records and the queued
+    jobs are gone. The ticks missed since the last pass follow their misfire policy, as
+    after any outage, and a one-off that already ran does not run again."""
+    every_second = {"job": "tick", "every": "1s", "overlap": "allow"}
+    schedules = {
+        "pulse": every_second,  # misfire: once
+        "strict": {**every_second, "misfire": "skip", "grace": "3s"},
+        "launch": {"job": "tick", "at": at(2).isoformat()},
+    }
+    path = write_config(tmp_path, redis_url, schedules)
+    scheduler = Scheduler(load(path, cached=False))
+    sync(scheduler.registry, now=T0)
+    for second in range(1, 6):
+        scheduler.tick(at(second))
+
+    redis_conn.flushdb()  # the restart; the last pass that fired everything was at T0+5s
+    ticks = scheduler.tick(at(12.5))
+
+    assert sorted((t.schedule, t.outcome, t.nominal) for t in ticks) == [
+        ("pulse", "enqueued", at(6)),  # one catch-up for the missed ticks
+        ("strict", "enqueued", at(10)),  # the first missed tick within grace
+    ]
+    assert stored_next(redis_conn, "pulse") == stored_next(redis_conn, "strict") == at(13)
+    assert stored_next(redis_conn, "launch") is None
+    record = json.loads(redis_conn.hget(STATE_KEY, "launch") or "{}")
+    assert record["outcome"] == "handled before Redis lost its data"
+    # A sync by hand later (a deploy) does not bring the one-off back either.
+    assert "launch" not in {c.name for c in sync(load(path, cached=False), now=at(13))}
+    assert scheduler.tick(at(13.5)) != [] and stored_next(redis_conn, "launch") is None

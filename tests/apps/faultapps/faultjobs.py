@@ -42,3 +42,14 @@ def refuse_url(url: str) -> None:
 def records(tag: str, kind: str = "runs") -> list[dict[str, Any]]:
     """The runs (or ends) a tag recorded so far."""
     return [json.loads(item) for item in _redis().lrange(f"faults:{kind}:{tag}", 0, -1)]
+
+
+def record_tick() -> None:
+    """Append this run's schedule tick to the file ``$TICK_LOG``: a Redis restarted
+    without persistence forgets everything, a file does not."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    tick = job.meta.get("taskkit_tick") if job is not None else None
+    with open(os.environ["TICK_LOG"], "a", encoding="utf-8") as log:
+        log.write(f"{tick} {os.getpid()}\n")  # one short append: whole lines, across processes
