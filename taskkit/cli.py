@@ -25,7 +25,7 @@ from taskkit.registry import Registry, default_config_path, load
 from taskkit.timing import next_fire_times
 
 if TYPE_CHECKING:
-    from taskkit.scheduler_process import BackgroundScheduler
+    from taskkit.schedules.process import BackgroundScheduler
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -393,7 +393,7 @@ def _ignore_stop_signals() -> None:
 
 def _start_scheduler(registry: Registry, burst: bool) -> BackgroundScheduler | None:
     from taskkit import schedules
-    from taskkit.scheduler_process import BackgroundScheduler
+    from taskkit.schedules.process import BackgroundScheduler
 
     for change in schedules.sync(registry):
         if change.action != "unchanged":
@@ -450,7 +450,7 @@ def run_scheduler(  # noqa: PLR0917 - click passes options positionally
     Redis going away is waited out: passes are retried 0.5, 1, then every 2 s, for up to
     the Redis timeout; when Redis comes back empty, the schedules are synced again.
     """
-    from taskkit.scheduler_process import run_scheduler as run
+    from taskkit.schedules.process import run_scheduler as run
 
     registry = _registry(config_path)
     setup_logging(log_level, log_format)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Schedules against a real Redis (taskkit/schedules.py), with time injected, not slept.
+"""Schedules against a real Redis (taskkit/schedules/), with time injected, not slept.
 
 ``sync(now=...)`` and ``Scheduler.tick(now=...)`` take the time as an argument, so every
 outage, stall, race and DST night here takes milliseconds. The job functions live in

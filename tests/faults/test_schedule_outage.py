@@ -158,7 +158,7 @@ def scheduler_children(worker: int) -> list[int]:
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"taskkit.scheduler_process" in command and pid_alive(pid):
+        if b"taskkit.schedules.process" in command and pid_alive(pid):
             found.append(pid)
     return found
 
@@ -220,7 +220,7 @@ class FakeClock:
 def test_the_scheduler_retries_half_a_second_then_1_then_every_2_s_until_the_timeout(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from taskkit.scheduler_process import SchedulerLoop
+    from taskkit.schedules.process import SchedulerLoop
 
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there
     registry = load(CONFIG, cached=False)

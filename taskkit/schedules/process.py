@@ -275,7 +275,7 @@ class BackgroundScheduler:
 
 _CHILD = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[1])['sys_path']; "
-    "from taskkit.scheduler_process import child_main; child_main()"
+    "from taskkit.schedules.process import child_main; child_main()"
 )
 
 

@@ -1,0 +1,152 @@
+"""Where schedules live in Redis: entry ids, keys, the entry's meta, and reading them back.
+
+Storage is rq-scheduler's own: a template job hash per schedule and its next run time as
+the score in the ``rq:scheduler:scheduled_jobs`` sorted set, so rq-scheduler's tools and
+rq-dashboard see normal entries. Entries whose id starts with :data:`ID_PREFIX` are
+taskkit's; every other entry is left alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from rq.job import Job, JobStatus
+from rq_scheduler import Scheduler as _RqScheduler
+
+from taskkit.config import ScheduleConfig
+from taskkit.registry import Registry
+from taskkit.timing import at_time
+
+log = logging.getLogger("taskkit.scheduler")
+
+SCHEDULED_JOBS_KEY: str = _RqScheduler.scheduled_jobs_key
+"""rq-scheduler's sorted set: schedule entry id -> next run (Unix time)."""
+ID_PREFIX = "taskkit-schedule-"
+"""Entries whose id starts with this are taskkit's; every other entry is left alone."""
+STATE_KEY = "taskkit:schedules:state"
+"""Hash: schedule name -> JSON of its last tick (job id, nominal time, outcome)."""
+SYNCED_KEY = "taskkit:schedules:synced"
+"""The :func:`catalog_digest` of the jobs.yaml last synced; gone when Redis lost the store."""
+SCHEDULER_KEY_PREFIX = "taskkit:scheduler:"
+"""One key per running scheduler process, expiring unless refreshed (for ``status``)."""
+DEFAULT_GRACE = 60
+"""Seconds a tick may be late and still count as on time (misfire: skip)."""
+META_SCHEDULE = "taskkit_schedule"
+META_FINGERPRINT = "taskkit_fingerprint"
+META_TIMING = "taskkit_timing"
+META_TICK = "taskkit_tick"
+BY_HAND = "run by hand"
+"""The outcome recorded for a run started with ``taskkit schedules run``."""
+HANDLED_BEFORE_LOSS = "handled before Redis lost its data"
+"""The outcome recorded for a one-off that was due before Redis lost the store."""
+_ACTIVE = {
+    str(s.value)
+    for s in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+}
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def schedule_id(name: str) -> str:
+    """The deterministic rq-scheduler entry id of schedule ``name``."""
+    digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:8]
+    return f"{ID_PREFIX}{_UNSAFE.sub('_', name)}-{digest}"
+
+
+def _digest(data: Any) -> str:
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _timing_of(schedule: ScheduleConfig) -> str:
+    return _digest([schedule.cron, schedule.every, schedule.at, schedule.timezone])
+
+
+@dataclass(frozen=True)
+class _Entry:
+    entry_id: str
+    name: str | None
+    fingerprint: str | None
+    timing: str | None
+
+
+def catalog_digest(registry: Registry) -> str:
+    """A digest of all the schedules of ``registry``'s file, as sync writes them."""
+    return _digest(
+        sorted((name, fingerprint(registry, name)) for name in registry.config.schedules)
+    )
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    # Naive means UTC, as in timing.py and enqueue_at; astimezone() would read it as local.
+    return (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _existing(registry: Registry) -> dict[str, _Entry]:
+    conn = registry.connection
+    ids = [_text(i) for i in conn.zrange(SCHEDULED_JOBS_KEY, 0, -1)]
+    ours = [i for i in ids if i.startswith(ID_PREFIX)]
+    with conn.pipeline(transaction=False) as pipe:
+        for entry_id in ours:
+            pipe.hget(Job.key_for(entry_id), "meta")
+        metas = pipe.execute()
+    entries = {}
+    for entry_id, raw in zip(ours, metas, strict=True):
+        meta = _job_meta(registry, raw)
+        entries[entry_id] = _Entry(
+            entry_id,
+            meta.get(META_SCHEDULE),
+            meta.get(META_FINGERPRINT),
+            meta.get(META_TIMING),
+        )
+    return entries
+
+
+def _active(pipe: redis.client.Pipeline, job_id: str) -> bool:
+    status = pipe.hget(Job.key_for(job_id), "status")
+    return status is not None and _text(status) in _ACTIVE
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _job_meta(registry: Registry, raw: Any) -> dict[str, Any]:
+    """A template's meta, which RQ stores with the job's serializer (JSON or pickle)."""
+    if not raw:
+        return {}
+    try:
+        meta = registry.serializer.loads(raw)
+    except Exception:  # a foreign or damaged entry: treat as not ours to describe
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _json_meta(raw: Any) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _fired_once(schedule: ScheduleConfig, last: dict[str, Any]) -> bool:
+    """Whether ``schedule`` is an ``at`` whose one tick was handled (run or skipped)."""
+    return schedule.at is not None and last.get("nominal") == at_time(schedule).timestamp()
+
+
+def fingerprint(registry: Registry, name: str) -> str:
+    """A digest of everything that makes up schedule ``name``'s runs."""
+    schedule = registry.config.schedules[name]
+    job = registry.jobs[schedule.job].settings
+    return _digest([schedule.model_dump(mode="json"), job.model_dump(mode="json")])
