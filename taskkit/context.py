@@ -2,22 +2,34 @@
 
 This is the piece that replaces the per-job "create an app if there is no context, push
 it, pop it" boilerplate: the app is built once per process, and each job gets a fresh
-context of it, so teardown handlers run after every job, success or failure.
+context of it, so teardown handlers run after every job, success or failure. A teardown
+handler that raises does not change the job's outcome. An ``async def`` job is run to
+completion on an event loop of its own, inside its context.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import importlib
+import inspect
+import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
 
 from taskkit.config import AppConfig, Context
 from taskkit.errors import AppFactoryError
+
+log = logging.getLogger("taskkit.context")
+
+TeardownErrorHandler = Callable[[Exception], None]
+"""Told of an exception a teardown handler raised after a job; the job's outcome stands."""
 
 
 def build_app(config: AppConfig) -> Flask:
@@ -106,27 +118,96 @@ def run(
     args: list[Any] | tuple[Any, ...],
     kwargs: dict[str, Any],
     process_app: ProcessApp,
+    *,
+    on_teardown_error: TeardownErrorHandler | None = None,
 ) -> Any:
-    """Call ``func`` under ``policy``.
+    """Call ``func`` under ``policy``; a coroutine it returns is run to completion there.
 
     An active app context (eager mode, a test) is reused; otherwise a fresh one of the
     process's app is pushed for this call and popped after it. A ``request`` job always
     gets a request of its own, built from ``app.server_name`` as in a worker, even when
     enqueued eagerly from a view: it must not see (or depend on) the view's request.
+    An exception from a teardown handler goes to ``on_teardown_error`` (default: logged)
+    instead of replacing the job's own outcome.
     """
     if policy == "none":
-        return func(*args, **kwargs)
+        return call(func, args, kwargs)
     if has_app_context():
         if policy == "app":
-            return func(*args, **kwargs)
+            return call(func, args, kwargs)
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-        # Pushed on the active app context, which it reuses: no teardown runs at its end.
-        with _request_context(app, process_app):
-            return func(*args, **kwargs)
-    app = process_app.get()
-    context = app.app_context() if policy == "app" else _request_context(app, process_app)
-    with context:
-        return func(*args, **kwargs)
+        # Pushed on the active app context, which it reuses: no app teardown runs at its end.
+        context = _request_context(app, process_app)
+    else:
+        app = process_app.get()
+        context = app.app_context() if policy == "app" else _request_context(app, process_app)
+    return _call_within(context, func, args, kwargs, on_teardown_error or _log_teardown_error)
+
+
+def call(func: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Any:
+    """Call ``func``; if it returns a coroutine (an ``async def`` job), run it to the end.
+
+    Each coroutine gets an event loop of its own (``asyncio.run``), created and closed
+    around it, in this process and under the caller's context variables (so Flask's
+    ``current_app`` and Flask-SQLAlchemy's session are the job's). RQ would run it only
+    after the function returned, i.e. after the job's context was popped.
+    """
+    result = func(*args, **kwargs)
+    if inspect.iscoroutine(result):
+        return _run_coroutine(result)
+    return result
+
+
+def _run_coroutine(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    # Eager mode called from async code: a loop already runs in this thread and cannot be
+    # nested, so the job gets its own loop in a helper thread, with this context's variables.
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskkit-eager") as pool:
+        return pool.submit(context.run, asyncio.run, coroutine).result()
+
+
+def _call_within(
+    context: Any,
+    func: Callable[..., Any],
+    args: Any,
+    kwargs: dict[str, Any],
+    on_teardown_error: TeardownErrorHandler,
+) -> Any:
+    """Push ``context``, call ``func``, pop ``context``; the job's outcome is the call's.
+
+    ``with context:`` would let a raising teardown handler turn a job that returned into a
+    failed one (and, with retries, run finished work again).
+    """
+    context.push()
+    try:
+        result = call(func, args, kwargs)
+    except BaseException as error:
+        _pop(context, error, on_teardown_error)
+        raise
+    _pop(context, None, on_teardown_error)
+    return result
+
+
+def _pop(
+    context: Any, error: BaseException | None, on_teardown_error: TeardownErrorHandler
+) -> None:
+    try:
+        context.pop(error)  # Flask pops the context even when a teardown handler raises
+    except Exception as teardown_error:
+        on_teardown_error(teardown_error)
+
+
+def _log_teardown_error(error: Exception) -> None:
+    log.error(
+        "a teardown handler raised after the job ended; the job keeps its outcome: %s: %s",
+        type(error).__name__,
+        error,
+        exc_info=error,
+    )
 
 
 def _request_context(app: Flask, process_app: ProcessApp) -> Any:
@@ -220,4 +301,11 @@ def _sqlalchemy_engines(app: Flask) -> list[Any]:
         return list(extension.engines.values())
 
 
-__all__ = ["ProcessApp", "build_app", "install_fork_hygiene", "run"]
+__all__ = [
+    "ProcessApp",
+    "TeardownErrorHandler",
+    "build_app",
+    "call",
+    "install_fork_hygiene",
+    "run",
+]

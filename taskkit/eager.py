@@ -3,15 +3,19 @@
 For tests and local scripts: the same argument checks and a serializer round trip of
 the arguments as a real enqueue (so a tuple arrives as a list, as it would in a worker),
 then the job runs inside the caller's active app context (the test's app and database)
-when there is one. No Redis is needed or touched.
+when there is one. No Redis is needed or touched. An ``async def`` job is run to its
+end (in a helper thread when the caller is itself inside a running event loop), and a
+teardown handler that raises is logged without changing the job's outcome, as in a worker.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import traceback
 import uuid
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -19,8 +23,12 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
+from taskkit.logs import escape_controls
+
 if TYPE_CHECKING:
     from taskkit.registry import DeclaredJob, Registry
+
+log = logging.getLogger("taskkit.eager")
 
 # A client that is never used: an eager job lives in memory only. Creating it sends nothing.
 _UNCONNECTED = redis.Redis(host="eager-mode.invalid")
@@ -86,7 +94,9 @@ def run_eagerly(
     job = _new_job(declared, args, kwargs)
     job.started_at = now()
     try:
-        job._result = registry.call(declared, args, kwargs)
+        job._result = registry.call(
+            declared, args, kwargs, partial(_log_teardown_error, declared, job.id)
+        )
     except Exception:
         job.ended_at = now()
         job._status = JobStatus.FAILED
@@ -97,6 +107,17 @@ def run_eagerly(
     job.ended_at = now()
     job._status = JobStatus.FINISHED
     return job
+
+
+def _log_teardown_error(declared: DeclaredJob, job_id: str, error: Exception) -> None:
+    log.error(
+        "%s id=%s (eager): a teardown handler raised %s after the job ended; the job keeps "
+        "its outcome",
+        declared.name,
+        job_id,
+        escape_controls(f"{type(error).__name__}: {error}"),
+        exc_info=error,
+    )
 
 
 def _new_job(declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any]) -> EagerJob:

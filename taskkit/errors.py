@@ -72,3 +72,16 @@ class AppFactoryError(TaskkitError):
 
 class ScheduleError(TaskkitError):
     """A schedule operation that cannot be carried out."""
+
+
+class WorkerCrashedError(TaskkitError):
+    """The worker quit on an error it did not expect; RQ logged the traceback before."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(
+            "the worker quit on an unexpected error "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+            "its traceback is logged above; a process manager with Restart=on-failure "
+            "starts it again; please report it"
+        )
+        self.error = error

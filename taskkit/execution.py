@@ -29,9 +29,16 @@ from rq.worker import BaseWorker
 from taskkit import connection, logs, workers
 from taskkit.config import WorkerConfig
 from taskkit.context import install_fork_hygiene
-from taskkit.errors import UndeclaredJobError
+from taskkit.errors import UndeclaredJobError, WorkerCrashedError
 from taskkit.registry import META_KEY, DeclaredJob, Registry, load
-from taskkit.workers import WORKER_CLASSES, RedisGoneError, TaskkitSpawnWorker
+from taskkit.workers import (
+    WORKER_CLASSES,
+    RedisGoneError,
+    TaskkitQueue,
+    TaskkitSpawnWorker,
+    is_job_id,
+    shown,
+)
 
 log = logging.getLogger("taskkit.worker")
 
@@ -65,6 +72,28 @@ class TaskkitJob(Job):
             logs.setup_inherited()
             TaskkitJob.registry = load(os.environ.get("TASKKIT_CONFIG") or None)
         return TaskkitJob.registry
+
+    @classmethod
+    def fetch(cls, id: str, connection: redis.Redis | None = None, serializer: Any = None) -> Job:
+        """RQ's fetch; an id RQ cannot build a job for is a missing job, not an error.
+
+        RQ raises ValueError for it (``validate_job_id``) wherever the id came from: a
+        registry read during maintenance, an intermediate list, a spawned horse.
+        """
+        if not is_job_id(str(id).split(":", 1)[0]):  # RQ accepts "id:execution" here
+            log.error("skipped the job id %s: it is not a job id", shown(id))
+            raise NoSuchJobError(f"{shown(id)} is not a job id")
+        return super().fetch(id, connection, serializer)
+
+    @classmethod
+    def fetch_many(
+        cls, job_ids: Any, connection: redis.Redis, serializer: Any = None
+    ) -> list[Job | None]:
+        """RQ's; an id RQ cannot build a job for is a missing job (None), as in :meth:`fetch`."""
+        ids = list(job_ids)
+        valid = [job_id for job_id in ids if is_job_id(str(job_id).split(":", 1)[0])]
+        found = iter(super().fetch_many(valid, connection, serializer) if valid else [])
+        return [next(found) if job_id in valid else None for job_id in ids]
 
     @property
     def func(self) -> Callable[..., Any]:
@@ -236,27 +265,19 @@ def _declared_job(registry: Registry, job: TaskkitJob) -> tuple[DeclaredJob | No
 
 
 def _run_logged(
-    registry: Registry, declared: DeclaredJob, job: Job, *args: Any, **kwargs: Any
+    registry: Registry, declared: DeclaredJob, job: Job, /, *args: Any, **kwargs: Any
 ) -> Any:
     """Run the job under its context policy and log one line: name, queue, time, outcome.
 
-    The facts are also record attributes (see :mod:`taskkit.logs`), for JSON logs.
+    The first three parameters are positional-only, so that a job may have parameters of
+    any name (``job``, ``registry``) among the keyword arguments RQ passes on. The facts
+    are also record attributes (see :mod:`taskkit.logs`), for JSON logs.
     """
     started = time.perf_counter()
     try:
-        result = registry.call(declared, args, kwargs)
+        result = registry.call(declared, args, kwargs, partial(_log_teardown_error, declared, job))
     except BaseException as error:
-        elapsed = (time.perf_counter() - started) * 1000
-        failure = f"{type(error).__name__}: {error}"
-        log.warning(
-            "%s queue=%s id=%s %.1fms failed: %s",
-            declared.name,
-            declared.settings.queue,
-            job.id,
-            elapsed,
-            failure,
-            extra=_facts(declared, job, elapsed, "failed", failure),
-        )
+        _log_failure(declared, job, (time.perf_counter() - started) * 1000, error)
         raise
     elapsed = (time.perf_counter() - started) * 1000
     outcome = _horse_outcome
@@ -265,6 +286,51 @@ def _run_logged(
     elif log.isEnabledFor(logging.INFO):
         _log_ok(declared, job, elapsed)
     return result
+
+
+def _log_failure(declared: DeclaredJob, job: Job, elapsed: float, error: BaseException) -> None:
+    """``... failed: Error: text``, or ``... failed, retry 1/3 in 10s: ...`` for an attempt
+    that RQ will retry (that one is not a failure of the job, only of the attempt)."""
+    failure = logs.escape_controls(f"{type(error).__name__}: {error}")
+    retry = _retry_note(declared, job)
+    log.warning(
+        "%s queue=%s id=%s %.1fms failed%s: %s",
+        declared.name,
+        declared.settings.queue,
+        job.id,
+        elapsed,
+        f", {retry}" if retry else "",
+        failure,
+        extra=_facts(declared, job, elapsed, "retried" if retry else "failed", failure),
+    )
+
+
+def _retry_note(declared: DeclaredJob, job: Job) -> str | None:
+    """``retry 1/3 in 10s`` if RQ will retry this attempt, else None."""
+    if not job.should_retry:
+        return None
+    most = declared.settings.retry.max
+    number = most - int(job.retries_left or 0) + 1
+    interval = job.get_retry_interval()
+    return f"retry {number}/{most} {f'in {interval}s' if interval else 'at once'}"
+
+
+def _log_teardown_error(declared: DeclaredJob, job: Job, error: Exception) -> None:
+    log.error(
+        "%s queue=%s id=%s: a teardown handler raised %s after the job ended; the job keeps "
+        "its outcome and is not retried for it",
+        declared.name,
+        declared.settings.queue,
+        job.id,
+        logs.escape_controls(f"{type(error).__name__}: {error}"),
+        exc_info=error,
+        extra={
+            "job": declared.name,
+            "queue": declared.settings.queue,
+            "job_id": job.id,
+            "outcome": "teardown_failed",
+        },
+    )
 
 
 def _log_ok(declared: DeclaredJob, job: Job, elapsed: float) -> None:
@@ -358,8 +424,8 @@ def _log_refusal(job: Job, reason: str) -> None:
     log.error(
         "refused job %s from queue %s: %s",
         job.id,
-        job.origin,
-        reason,
+        logs.escape_controls(job.origin),
+        logs.escape_controls(reason),
         extra={"queue": job.origin, "job_id": job.id, "outcome": "refused", "error": reason},
     )
 
@@ -398,7 +464,7 @@ def make_worker(
     settings: dict[str, Any] = {
         "connection": registry.connection,
         "job_class": TaskkitJob,
-        "queue_class": Queue,
+        "queue_class": TaskkitQueue,
         "serializer": registry.serializer,
     }
     return cls(queues or registry.queue_names, **(settings | options))
@@ -459,6 +525,9 @@ def run_worker(
             )
             if getattr(worker, "redis_gone", None) is not None:
                 raise worker.redis_gone  # type: ignore[attr-defined]
+            crashed = getattr(worker, "crashed", None)
+            if crashed is not None:
+                raise WorkerCrashedError(crashed)
             return bool(worked)
         except RedisGoneError as gone:
             _report_redis_gone(registry, gone)

@@ -2,16 +2,23 @@
 
 The per-job line carries its facts as record attributes (``job``, ``queue``, ``job_id``,
 ``duration_ms``, ``outcome``), so the JSON form has them as fields for log shippers.
+
+Values from Redis or from a job's arguments can hold anything, newlines included; in a
+text log a newline would let them write a line of their own ("FAKE INFO ..."). Such
+values are passed through :func:`escape_controls` where taskkit logs them, and the text
+format escapes control characters in every message (RQ's included) as a safety net.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
+import re
 import sys
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 LogFormat = Literal["text", "json"]
 LEVEL_VARIABLE = "TASKKIT_LOG_LEVEL"
@@ -19,6 +26,57 @@ FORMAT_VARIABLE = "TASKKIT_LOG_FORMAT"
 """Carry ``--log-level`` / ``--log-format`` to processes a worker starts afresh (spawn)."""
 JOB_FIELDS = ("job", "queue", "job_id", "duration_ms", "outcome", "error", "schedule", "tick")
 """Record attributes copied into JSON lines when present."""
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: object) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``): one line."""
+    value = str(text)
+    if _CONTROL.search(value) is None:
+        return value
+    return _CONTROL.sub(_escape, value)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def _continued(text: str) -> str:
+    """Multi-line text (a traceback, RQ's failure message) with every line after the first
+    indented and control characters escaped, so no part of it can pass for a log line."""
+    if _CONTROL.search(text) is None:
+        return text
+    first, *rest = text.split("\n")
+    return "\n".join([escape_controls(first), *("    " + escape_controls(line) for line in rest)])
+
+
+class TextFormatter(logging.Formatter):
+    """``TIME LEVEL LOGGER: MESSAGE``; no message or traceback can start a line of its own."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        """The line, with the message's control characters escaped (see :func:`_continued`)."""
+        if _CONTROL.search(record.message) is None:
+            return super().formatMessage(record)
+        safe = copy.copy(record)
+        safe.message = _continued(record.message)
+        return super().formatMessage(safe)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        """The traceback, each line after the first indented."""
+        return _continued(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's name
+        """The stack, each line after the first indented."""
+        return _continued(super().formatStack(stack_info))
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,7 +111,7 @@ def setup_logging(level: str = "INFO", log_format: LogFormat = "text") -> None:
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -85,6 +143,8 @@ __all__ = [
     "LEVEL_VARIABLE",
     "JsonFormatter",
     "LogFormat",
+    "TextFormatter",
+    "escape_controls",
     "rq_logging_level",
     "setup_inherited",
     "setup_logging",

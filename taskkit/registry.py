@@ -29,7 +29,7 @@ from rq.serializers import JSONSerializer, PickleSerializer
 from taskkit import connection
 from taskkit.bulk import Batch, Plan
 from taskkit.config import EffectiveJob, SecretUrl, TaskkitConfig, did_you_mean
-from taskkit.context import ProcessApp
+from taskkit.context import ProcessApp, TeardownErrorHandler
 from taskkit.context import run as run_in_context
 from taskkit.errors import (
     ConfigError,
@@ -338,10 +338,25 @@ class Registry:
 
         return run_eagerly(self, declared, args, kwargs)
 
-    def call(self, declared: DeclaredJob, args: Any, kwargs: dict[str, Any]) -> Any:
-        """Run a declared job's callable under its context policy, in this process."""
+    def call(
+        self,
+        declared: DeclaredJob,
+        args: Any,
+        kwargs: dict[str, Any],
+        on_teardown_error: TeardownErrorHandler | None = None,
+    ) -> Any:
+        """Run a declared job's callable under its context policy, in this process.
+
+        An ``async def`` job is run to completion inside its context; an exception from a
+        teardown handler goes to ``on_teardown_error`` and leaves the job's outcome alone.
+        """
         return run_in_context(
-            declared.settings.context, declared.func, args, kwargs, self.process_app
+            declared.settings.context,
+            declared.func,
+            args,
+            kwargs,
+            self.process_app,
+            on_teardown_error=on_teardown_error,
         )
 
 

@@ -57,6 +57,7 @@ from taskkit.redis_server import (
     redis_answers,
 )
 from taskkit.registry import Registry, default_config_path, load
+from taskkit.workers import RETRIED_COUNT_FIELD
 
 TEST_REDIS_URL_VARIABLE = "TASKKIT_TEST_REDIS_URL"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379"
@@ -91,18 +92,20 @@ def eager(registry: Registry | None = None) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class WorkerRun:
-    """What a burst worker did, from RQ's own counters for that worker.
+    """What a burst worker did, from the counters of that worker's hash in Redis.
 
-    ``failed`` counts failed attempts, including those that were retried.
+    ``failed`` counts jobs that failed for good; ``retried`` the failed attempts that
+    RQ retried (or scheduled to retry), which are not failures of their job.
     """
 
     finished: int
     failed: int
+    retried: int = 0
 
     @property
     def total(self) -> int:
-        """Attempts made: finished plus failed."""
-        return self.finished + self.failed
+        """Attempts made: finished, failed and retried."""
+        return self.finished + self.failed + self.retried
 
 
 def run_burst_worker(
@@ -133,7 +136,9 @@ def run_burst_worker(
         prepare_process(registry, fork_hygiene=worker_class != "simple")
         worker = make_worker(registry, queues, worker_class)
         worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
-    counts = registry.connection.hmget(worker.key, ["successful_job_count", "failed_job_count"])
+    counts = registry.connection.hmget(
+        worker.key, ["successful_job_count", "failed_job_count", RETRIED_COUNT_FIELD]
+    )
     return WorkerRun(*(int(value or 0) for value in counts))
 
 

@@ -29,20 +29,24 @@ import logging
 import math
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import redis
 from rq import Queue, SimpleWorker, Worker, get_current_job
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import InvalidJobOperation, NoSuchJobError, StopRequested
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
+from rq.job_lifecycle import call_exception_handlers, format_exc_info
 from rq.registry import clean_registries
 from rq.scheduler import RQScheduler
 from rq.worker import BaseWorker
@@ -51,6 +55,7 @@ from rq.worker_pool import WorkerData, WorkerPool
 from rq.worker_registration import clean_worker_registry, register
 
 from taskkit.config import WorkerConfig
+from taskkit.logs import escape_controls
 from taskkit.spawn import spawn_horse
 
 if TYPE_CHECKING:
@@ -77,6 +82,10 @@ STOP_WAIT = 3.0
 process before killing it."""
 """A heartbeat is skipped only if the last one keeps the worker's key alive this many
 seconds past the longest wait before the next."""
+RETRIED_COUNT_FIELD = "taskkit_retried_job_count"
+"""The worker hash's count of failed attempts that RQ retried (not failures of their job)."""
+JOB_ID = re.compile(r"[A-Za-z0-9_-]+")
+"""What RQ accepts as a job id (``rq.job.JOB_ID_PATTERN``); it raises on anything else."""
 _PR_SET_PDEATHSIG = 1
 # Loaded and looked up once, in the worker, so that each forked work horse only makes the
 # call (ctypes builds a function pointer on first lookup: in every horse, were it done there).
@@ -132,6 +141,68 @@ def recovery_bound(settings: WorkerConfig) -> int:
     )
 
 
+def is_job_id(entry: object) -> bool:
+    """Whether a queue or registry entry (bytes or text) is an id RQ can build a job for."""
+    if isinstance(entry, bytes):
+        try:
+            entry = entry.decode()
+        except UnicodeDecodeError:
+            return False
+    return isinstance(entry, str) and JOB_ID.fullmatch(entry) is not None
+
+
+def shown(entry: object) -> str:
+    """A queue entry as a log may show it: quoted, control characters and bytes escaped,
+    and no longer than a line should be."""
+    text = repr(entry.decode(errors="backslashreplace") if isinstance(entry, bytes) else entry)
+    return escape_controls(text if len(text) <= 120 else text[:117] + "...")
+
+
+class TaskkitQueue(Queue):
+    """RQ's queue, as a worker takes jobs off it: an entry that is no job id is dropped.
+
+    RQ builds a Job from every entry it pops and lets the error of an invalid id (a dot,
+    a space, a newline, bytes that are not UTF-8) out of the dequeue: the worker quit with
+    status 0 and the jobs behind the entry never ran. No RQ producer can have written
+    such an entry, so it is logged and removed, and the worker takes the next one; nothing
+    changes for a valid id (no extra Redis command).
+    """
+
+    @classmethod
+    def lpop(
+        cls, queue_keys: Sequence[str], timeout: int | None, connection: redis.Redis | None = None
+    ) -> Any:
+        """RQ's LPOP/BLPOP over several queues, skipping entries that are no job id."""
+        while True:
+            popped = super().lpop(queue_keys, timeout, connection=connection)
+            if popped is None or is_job_id(popped[1]):
+                return popped
+            _log_dropped_entry(popped)
+
+    @classmethod
+    def lmove(cls, connection: redis.Redis, queue_key: str, timeout: int | None) -> Any:
+        """RQ's LMOVE of one queue's entry to its intermediate list, skipping (and removing
+        from that list) entries that are no job id."""
+        while True:
+            moved = super().lmove(connection, queue_key, timeout)
+            if moved is None or is_job_id(moved[1]):
+                return moved
+            intermediate = IntermediateQueue.get_intermediate_queue_key(queue_key)
+            connection.lrem(intermediate, 1, moved[1])
+            _log_dropped_entry(moved)
+
+
+def _log_dropped_entry(popped: tuple[Any, Any]) -> None:
+    queue_key, entry = popped
+    name = queue_key.decode(errors="replace") if isinstance(queue_key, bytes) else queue_key
+    log.error(
+        "removed the entry %s from %s: it is not a job id (RQ ids are letters, digits, '_' "
+        "and '-'); a producer wrote garbage to the queue",
+        shown(entry),
+        escape_controls(name),
+    )
+
+
 class TaskkitScheduler(RQScheduler):
     """RQ's scheduler process (it moves due delayed jobs and retries to their queues).
 
@@ -173,10 +244,13 @@ class _Policies(BaseWorker):
         kwargs.setdefault("job_monitoring_interval", self.settings.heartbeat_interval)
         # Names, so that RQ builds the queues with this worker's job class: maintenance
         # must read a malformed job hash as the worker does, not crash on it.
+        kwargs.setdefault("queue_class", TaskkitQueue)
         super().__init__(_queue_names(queues), *args, **kwargs)
         self.redis_lost_at: float | None = None
         self.redis_gone: RedisGoneError | None = None
+        self.crashed: BaseException | None = None
         self.running: tuple[Job, Queue] | None = None
+        self._attempt_retried = False  # the failure being recorded is retried (see below)
         # What the round-trip savings below need to know (see heartbeat, set_state).
         self._last_beat = (-math.inf, 0)  # (monotonic time, TTL it set)
         self._job_in_hand = False  # dequeued, not yet run: a stop must let it run first
@@ -203,6 +277,7 @@ class _Policies(BaseWorker):
             if not self.connection.set(key, 1, nx=True, ex=lock_seconds):
                 continue
             try:
+                self._drop_unreadable_entries(queue)
                 self._requeue_never_started(queue)
                 clean_registries(queue, self._exc_handlers)
                 clean_worker_registry(queue)
@@ -214,6 +289,25 @@ class _Policies(BaseWorker):
             finally:
                 self.connection.delete(key)
         self.last_cleaned_at = _now()  # type: ignore[assignment]
+
+    def _drop_unreadable_entries(self, queue: Queue) -> None:
+        """Remove entries that are no job id from the lists RQ's cleaning reads.
+
+        RQ raises on such an entry in the started registry (once it expired) or in the
+        intermediate list, so every pass failed there and the queue's abandoned jobs were
+        never recovered again.
+        """
+        started = queue.started_job_registry.key
+        members = cast("list[bytes]", self.connection.zrangebyscore(started, 0, time.time()))
+        for member in members:
+            if not is_job_id(member.split(b":", 1)[0]):
+                self.connection.zrem(started, member)
+                log.error("removed the entry %s from %s: not a job id", shown(member), started)
+        intermediate = queue.intermediate_queue.key
+        for entry in cast("list[Any]", self.connection.lrange(intermediate, 0, -1)):
+            if not is_job_id(entry):
+                self.connection.lrem(intermediate, 0, entry)
+                log.error("removed the entry %s from %s: not a job id", shown(entry), intermediate)
 
     def _requeue_never_started(self, queue: Queue) -> None:
         """Put back on ``queue`` the jobs a worker took but never started, then lost.
@@ -258,9 +352,32 @@ class _Policies(BaseWorker):
     def run_maintenance_tasks(self) -> None:
         """RQ's maintenance; without Redis, it is tried again later instead of quitting."""
         try:
-            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+            with self._quitting_on_error():
+                super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
         except REDIS_ERRORS as error:
             self._redis_lost(error)
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        """RQ's wait for a job (entries that are no job id are dropped by TaskkitQueue)."""
+        with self._quitting_on_error():
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
+    @contextmanager
+    def _quitting_on_error(self) -> Iterator[None]:
+        """Remember an error RQ's loop is about to quit on (RQ: with exit status 0).
+
+        RQ logs it with its traceback and ends ``work()`` as if asked to stop; the caller
+        sees :attr:`crashed` and exits non-zero, so a process manager restarts the worker.
+        """
+        try:
+            yield
+        except (*REDIS_ERRORS, StopRequested):
+            raise
+        except Exception as error:
+            self.crashed = error
+            raise
 
     def _start_scheduler(
         self,
@@ -318,6 +435,15 @@ class _Policies(BaseWorker):
         for good. The flag makes the next heartbeat of the wait loop raise it again.
         """
         self._stop_requested = True
+        running = self.running[0].id if self.running is not None else None
+        if running is not None or self._job_in_hand:
+            log.info(
+                "%s: stopping after the current job%s",
+                _signal_name(signum),
+                f" ({running})" if running else "",
+            )
+        else:
+            log.info("%s: stopping", _signal_name(signum))
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
 
     def subscribe(self) -> None:
@@ -460,6 +586,8 @@ class _Policies(BaseWorker):
             super().teardown()  # type: ignore[no-untyped-call]
         except REDIS_ERRORS as error:
             log.warning("could not record this worker's exit in Redis (%s)", _reason(error))
+        if not self.is_horse:
+            log.info("worker %s stopped", self.name)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Run one job; losing Redis while recording it no longer ends the worker.
@@ -472,7 +600,8 @@ class _Policies(BaseWorker):
         self.running = (job, queue)
         self._job_in_hand = False
         try:
-            super().execute_job(job, queue)
+            with self._quitting_on_error():
+                super().execute_job(job, queue)
         except REDIS_ERRORS as error:
             self._redis_lost(error)
             log.error(
@@ -513,6 +642,50 @@ class _Policies(BaseWorker):
         if time.monotonic() - lost_at >= self.settings.redis_timeout:
             self.redis_gone = RedisGoneError(self.settings.redis_timeout, error)
             raise StopRequested
+
+    # -- retried attempts -------------------------------------------------------------
+
+    def _will_retry(self, job: Job) -> bool:
+        """RQ's own rule in handle_job_failure (a job stopped by ``rq`` is not retried)."""
+        return bool(job.should_retry) and self._stopped_job_id != job.id
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """RQ's error line with the traceback, for a job's final failure only.
+
+        RQ writes it for every failed attempt; one that will be retried already has
+        taskkit's line ("failed, retry 1/3 in 10s: ..."), so its traceback goes to DEBUG.
+        Exception handlers (Sentry's, say) are called either way, as RQ does.
+        """
+        if not self._will_retry(job):
+            super().handle_exception(job, *exc_info)
+            return
+        log.debug("job %s failed and is retried:\n%s", job.id, format_exc_info(exc_info))
+        call_exception_handlers(self._exc_handlers, job, *exc_info)
+
+    def handle_job_failure(
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: Any = None,
+        exc_string: str = "",
+        execution: Execution | None = None,
+    ) -> None:
+        """RQ's; an attempt that RQ retries is counted apart (see increment_failed_job_count)."""
+        self._attempt_retried = self._will_retry(job)
+        try:
+            super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+        finally:
+            self._attempt_retried = False
+
+    def increment_failed_job_count(self, pipeline: Pipeline | None = None) -> None:
+        """RQ counts every failed attempt as a failed job; a retried one is counted in
+        :data:`RETRIED_COUNT_FIELD` instead, in the same pipeline (no extra round trip)."""
+        if not self._attempt_retried:
+            super().increment_failed_job_count(pipeline)
+            return
+        (pipeline if pipeline is not None else self.connection).hincrby(
+            self.key, RETRIED_COUNT_FIELD, 1
+        )
 
     # -- the second signal -------------------------------------------------------------
 
@@ -777,6 +950,7 @@ class TaskkitWorkerPool(WorkerPool):
     redis_gone: RedisGoneError | None = None
 
     def __init__(self, queues: Any, connection: redis.Redis, **kwargs: Any) -> None:
+        kwargs.setdefault("queue_class", TaskkitQueue)
         super().__init__(queues, connection, **kwargs)
         self.queue_list = _queue_names(queues)
 
@@ -818,6 +992,8 @@ def _run_pool_worker(pool: TaskkitWorkerPool, name: str, burst: bool, logging_le
     worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
     if getattr(worker, "redis_gone", None) is not None:
         sys.exit(REDIS_GONE_EXIT)
+    if getattr(worker, "crashed", None) is not None:
+        sys.exit(1)  # the pool starts another worker in its place
 
 
 # -- small helpers -----------------------------------------------------------------------------
@@ -857,6 +1033,7 @@ __all__ = [
     "REDIS_ERRORS",
     "WORKER_CLASSES",
     "RedisGoneError",
+    "TaskkitQueue",
     "TaskkitSimpleWorker",
     "TaskkitSpawnWorker",
     "TaskkitWorker",
@@ -864,6 +1041,7 @@ __all__ = [
     "WorkerStoppedError",
     "die_with_parent",
     "interrupted_reason",
+    "is_job_id",
     "recovery_bound",
     "use_settings",
     "wait_for_redis",

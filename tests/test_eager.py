@@ -177,3 +177,58 @@ def test_a_burst_worker_in_a_test_uses_the_tests_app(
     assert job.return_value()["testing"] is True
     assert taskkit_registry.process_app.built is None, "the adopted app is let go afterwards"
     assert not production_db.exists()
+
+
+@pytest.mark.parametrize("in_app_context", [True, False], ids=["test-context", "own-context"])
+@pytest.mark.parametrize("name", ["async_app", "async_request"])
+def test_an_async_job_runs_to_the_end_in_eager_mode(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, payments: Any, name: str, in_app_context: bool
+) -> None:
+    """Eager mode returned an un-awaited coroutine."""
+    monkeypatch.setenv("REDIS_URL", closed_port_url())
+    registry = load(PROBE_JOBS, cached=False)
+    app = payments.app.create_app(
+        "testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'test.sqlite'}"
+    )
+    with eager(registry):
+        if in_app_context:
+            with app.app_context():
+                job = registry.enqueue(name, wait=0.01)
+        else:
+            job = registry.enqueue(name)
+    report = job.return_value()
+    assert job.get_status() == JobStatus.FINISHED
+    assert report["query"] == 42
+    assert report["app_name"] == "payments.app"
+    assert report["request_context"] is (name == "async_request")
+
+
+def test_an_async_job_runs_in_eager_mode_from_async_code(
+    monkeypatch: pytest.MonkeyPatch, payments: Any
+) -> None:
+    """Under a running event loop (an async test or view), the job gets a loop of its own."""
+    import asyncio
+
+    monkeypatch.setenv("REDIS_URL", closed_port_url())
+    registry = load(PROBE_JOBS, cached=False)
+
+    async def enqueue_from_async_code() -> Any:
+        with eager(registry):
+            return registry.enqueue("async_app").return_value()
+
+    assert asyncio.run(enqueue_from_async_code())["query"] == 42
+
+
+def test_a_teardown_error_in_eager_mode_leaves_the_job_finished(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("REDIS_URL", closed_port_url())
+    registry = load(PROBE_JOBS, cached=False)
+    with eager(registry):
+        job = registry.enqueue("teardown_breaks", marker=str(tmp_path / "runs"))
+    assert job.get_status() == JobStatus.FINISHED
+    assert job.return_value() == "done"
+    (line,) = [
+        r.getMessage() for r in caplog.records if "teardown handler raised" in r.getMessage()
+    ]
+    assert f"teardown_breaks id={job.id}" in line

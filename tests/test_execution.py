@@ -8,6 +8,7 @@ test_cli_worker.py.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -387,3 +388,90 @@ def test_a_stop_noticed_once_a_job_is_taken_lets_that_job_run_first(
     assert fetch(taskkit_registry, first).get_status() == JobStatus.FINISHED
     assert fetch(taskkit_registry, second).get_status() == JobStatus.QUEUED
     assert second.id in plain_queue(taskkit_registry).job_ids
+
+
+# -- any parameter name; async jobs; teardown errors; retried attempts ------------------------
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_a_job_may_have_parameters_named_like_the_workers_own(
+    taskkit_registry: Registry, worker_class: str
+) -> None:
+    """A job's ``job=``/``registry=`` keyword collided with the worker's own arguments."""
+    job = taskkit_registry.enqueue("internals", job=1, registry=2, declared=3)
+    run = run_burst_worker(taskkit_registry, worker_class=worker_class)  # type: ignore[arg-type]
+    assert (run.finished, run.failed) == (1, 0)
+    assert fetch(taskkit_registry, job).return_value() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("worker_class", [*WORKER_CLASSES, "spawn"])
+def test_async_jobs_run_to_the_end_inside_their_context(
+    taskkit_registry: Registry, worker_class: str
+) -> None:
+    """RQ awaited the coroutine after taskkit had popped the context; eager mode is in
+    tests/test_eager.py."""
+    app_job = taskkit_registry.enqueue("async_app", wait=0.01)
+    request_job = taskkit_registry.enqueue("async_request")
+
+    run = run_burst_worker(taskkit_registry, worker_class=worker_class)  # type: ignore[arg-type]
+
+    assert (run.finished, run.failed) == (2, 0)
+    app_report = fetch(taskkit_registry, app_job).return_value()
+    request_report = fetch(taskkit_registry, request_job).return_value()
+    assert app_report["app_name"] == request_report["app_name"] == "payments.app"
+    assert app_report["query"] == request_report["query"] == 42
+    assert app_report["request_context"] is False
+    assert request_report["url"] == "http://payments.example.com/receipts/7"
+    assert [outcome for _, outcome in teardowns()] == ["ok", "ok"]
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_a_teardown_error_leaves_the_job_finished_and_unretried(
+    taskkit_registry: Registry, worker_class: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = tmp_path / "runs"
+    job = taskkit_registry.enqueue("teardown_breaks", marker=str(marker))
+
+    run = run_burst_worker(taskkit_registry, worker_class=worker_class)  # type: ignore[arg-type]
+
+    assert (run.finished, run.failed) == (1, 0)
+    assert fetch(taskkit_registry, job).get_status() == JobStatus.FINISHED
+    assert fetch(taskkit_registry, job).return_value() == "done"
+    assert marker.read_text() == "1", "run once: a teardown error is not the job's failure"
+    if worker_class == "simple":  # a fork horse logs in its own process
+        (line,) = [
+            r.getMessage() for r in caplog.records if "teardown handler raised" in r.getMessage()
+        ]
+        assert line.startswith(f"teardown_breaks queue=default id={job.id}: ")
+        assert "RuntimeError: teardown broke" in line
+
+
+def test_a_retried_attempt_is_not_a_failure(
+    taskkit_registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = taskkit_registry.enqueue("always_fails", reason="no luck")
+
+    run = run_burst_worker(taskkit_registry)  # retries at once: the burst runs all three
+
+    assert (run.finished, run.failed, run.retried) == (0, 1, 2)
+    assert fetch(taskkit_registry, job).get_status() == JobStatus.FAILED
+    lines = [r.getMessage() for r in caplog.records if job.id in r.getMessage()]
+    ours = [line for line in lines if line.startswith("always_fails ")]
+    assert [line.split("ms ", 1)[1] for line in ours] == [
+        "failed, retry 1/2 at once: ValueError: no luck",
+        "failed, retry 2/2 at once: ValueError: no luck",
+        "failed: ValueError: no luck",
+    ]
+    tracebacks = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and "Traceback" in r.getMessage()
+    ]
+    assert len(tracebacks) == 1, "RQ's traceback for the final failure only"
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_a_retried_attempt_says_when_it_is_retried(
+    taskkit_registry: Registry, worker_class: str, tmp_path: Path
+) -> None:
+    taskkit_registry.enqueue("fail_then_mark", marker=str(tmp_path / "m"))
+    run = run_burst_worker(taskkit_registry, worker_class=worker_class)  # type: ignore[arg-type]
+    assert (run.finished, run.failed, run.retried) == (0, 0, 1)

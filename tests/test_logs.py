@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ops_support import write_jobs_yaml
+from rq.serializers import JSONSerializer
 from worker_support import WorkerCli
 
 from taskkit.logs import JsonFormatter
@@ -111,3 +113,68 @@ def test_the_json_formatter_copies_job_fields_and_the_exception() -> None:
     assert (data["duration_ms"], data["outcome"]) == (1.5, "failed")
     assert "unrelated" not in data
     assert data["exception"].endswith("ValueError: bad")
+
+
+FORGED = "\nFAKE INFO taskkit.worker: all is well"
+
+
+def test_values_from_redis_or_arguments_cannot_write_a_line_of_their_own(
+    ops: Registry, worker_cli: WorkerCli
+) -> None:
+    """A forged entry's origin and a job argument carried a newline into the text log."""
+    from rq import Queue
+
+    queue = Queue("default", connection=ops.connection, serializer=JSONSerializer)
+    forged = queue.enqueue("builtins.eval", "1")
+    ops.connection.hset(forged.key, "origin", f"default{FORGED}")
+    failing = ops.enqueue("needs_flag", flag=f"x{FORGED}")
+
+    done = worker_cli.run("run-worker", "-c", str(ops.path), "--burst", "--log-format", "text")
+
+    assert done.returncode == 0, done.stderr
+    assert not [line for line in done.stderr.splitlines() if line.startswith("FAKE")], done.stderr
+    lines = done.stderr.splitlines()
+    (line,) = [line for line in lines if f"taskkit.worker: refused job {forged.id}" in line]
+    assert "from queue default\\nFAKE INFO" in line
+    (line,) = [line for line in lines if f"needs_flag queue=default id={failing.id}" in line]
+    assert line.endswith(
+        "failed: RuntimeError: flag x\\nFAKE INFO taskkit.worker: all is well is not set"
+    )
+
+
+def test_the_text_format_escapes_control_characters_and_indents_tracebacks() -> None:
+    from taskkit.logs import TextFormatter
+
+    try:
+        raise ValueError(f"bad{FORGED}")
+    except ValueError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord(
+        "rq.worker", logging.ERROR, __file__, 1, "job: %s\x1b[2J", (FORGED,), exc_info
+    )
+
+    lines = TextFormatter().format(record).splitlines()
+
+    assert lines[0].endswith("ERROR rq.worker: job: ")
+    assert lines[1] == "    FAKE INFO taskkit.worker: all is well\\x1b[2J"
+    tail = [line for line in lines[2:] if line != "Traceback (most recent call last):"]
+    assert all(line.startswith("    ") for line in tail), lines
+    assert not any(line.startswith("FAKE") for line in lines)
+
+
+def test_a_stopping_worker_says_what_it_waits_for(ops: Registry, worker_cli: WorkerCli) -> None:
+    from worker_support import wait_for
+
+    job = ops.enqueue("block_until", key="release")
+    worker = worker_cli.start("run-worker", "-c", str(ops.path))
+    wait_for(lambda: ops.connection.exists("release:running"), what="the job to start")
+
+    worker.send_signal(signal.SIGTERM)
+    wait_for(lambda: "stopping after the current job" in worker_cli.stderr(worker), what="the line")
+    assert worker.poll() is None, "it waits for the job"
+    ops.connection.set("release", 1)
+
+    assert worker.wait(timeout=90) == 0
+    stderr = worker_cli.stderr(worker)
+    assert f"INFO taskkit.worker: SIGTERM: stopping after the current job ({job.id})" in stderr
+    assert re.search(r"INFO taskkit\.worker: worker \w+ stopped$", stderr, re.MULTILINE)

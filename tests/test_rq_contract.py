@@ -42,6 +42,8 @@ RQ_PACKAGES = ("rq", "rq_scheduler")
 OVERRIDES: dict[tuple[str, str], str | None] = {
     ("rq.job.Job", "_deserialize_data"): "self",
     ("rq.job.Job", "exc_info"): None,
+    ("rq.job.Job", "fetch"): "cls, id, connection=, serializer=",
+    ("rq.job.Job", "fetch_many"): "cls, job_ids, connection, serializer=",
     ("rq.job.Job", "failure_callback"): None,
     ("rq.job.Job", "func"): None,
     ("rq.job.Job", "get_status"): "self, refresh=",
@@ -52,6 +54,8 @@ OVERRIDES: dict[tuple[str, str], str | None] = {
     ("rq.job.Job", "should_retry"): None,
     ("rq.job.Job", "stopped_callback"): None,
     ("rq.job.Job", "success_callback"): None,
+    ("rq.queue.Queue", "lmove"): "cls, connection, queue_key, timeout",
+    ("rq.queue.Queue", "lpop"): "cls, queue_keys, timeout, connection=",
     ("rq.scheduler.RQScheduler", "start"): "self",
     ("rq.scheduler.RQScheduler", "work"): "self",
     ("rq.worker.base.BaseWorker", "_start_scheduler"): (
@@ -60,10 +64,16 @@ OVERRIDES: dict[tuple[str, str], str | None] = {
     ("rq.worker.base.BaseWorker", "bootstrap"): "self, logging_level=, date_format=, log_format=",
     ("rq.worker.base.BaseWorker", "check_for_suspension"): "self, burst",
     ("rq.worker.base.BaseWorker", "clean_registries"): "self",
+    ("rq.worker.base.BaseWorker", "dequeue_job_and_maintain_ttl"): "self, timeout, max_idle_time=",
     ("rq.worker.base.BaseWorker", "dequeue_timeout"): None,
     ("rq.worker.base.BaseWorker", "execute_job"): "self, job, queue",
     ("rq.worker.base.BaseWorker", "get_heartbeat_ttl"): "self, job, working_time=",
+    ("rq.worker.base.BaseWorker", "handle_exception"): "self, job, *exc_info",
+    ("rq.worker.base.BaseWorker", "handle_job_failure"): (
+        "self, job, queue, started_job_registry=, exc_string=, execution="
+    ),
     ("rq.worker.base.BaseWorker", "handle_work_horse_killed"): "self, job, retpid, ret_val, rusage",
+    ("rq.worker.base.BaseWorker", "increment_failed_job_count"): "self, pipeline=",
     ("rq.worker.base.BaseWorker", "heartbeat"): "self, timeout=, pipeline=",
     ("rq.worker.base.BaseWorker", "main_work_horse"): "self, job, queue",
     ("rq.worker.base.BaseWorker", "maintain_heartbeats"): "self, job, execution",
@@ -107,6 +117,7 @@ PRIVATE: dict[str, str] = {
     "_state": "worker",
     "_status": "job",
     "_stop_requested": "worker",
+    "_stopped_job_id": "worker",
     "_stopped_callback_name": "job",
     "_success_callback_name": "job",
 }
@@ -137,6 +148,9 @@ IMPORTED = [
     "rq.connections:get_connection_kwargs",
     "rq.defaults:DEFAULT_LOGGING_DATE_FORMAT",
     "rq.defaults:DEFAULT_LOGGING_FORMAT",
+    "rq.job_lifecycle:call_exception_handlers",
+    "rq.job_lifecycle:format_exc_info",
+    "rq.intermediate_queue:IntermediateQueue",
     "rq.registry:clean_registries",
     "rq.utils:now",
     "rq.utils:utcformat",

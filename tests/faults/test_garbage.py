@@ -218,3 +218,79 @@ def test_a_forged_pickle_entry_runs_code_on_a_pickle_worker(
     queue.enqueue("probes.echo", _Touch(marker), meta={"taskkit_job": "echo"})
     run_burst_worker(taskkit_registry)
     assert marker.exists()
+
+
+# -- queue entries that are no job id (RQ raised ValueError out of the dequeue) ---------------
+
+NOT_JOB_IDS = {
+    "a dot": b"bad.id",
+    "a space": b"bad id",
+    "a newline": b"bad\nFAKE INFO taskkit.worker: forged",
+    "not UTF-8": b"\xff\xfe",
+    "empty": b"",
+    "a colon": b"job:execution",
+}
+
+
+@pytest.mark.parametrize("queues", [None, ["default"]], ids=["LPOP", "LMOVE"])
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+@pytest.mark.parametrize("entry", list(NOT_JOB_IDS))
+def test_a_queue_entry_that_is_no_job_id_is_removed_and_the_worker_goes_on(
+    taskkit_registry: Registry,
+    worker_class: str,
+    queues: list[str] | None,
+    entry: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Several queues are read with LPOP, one with LMOVE through an intermediate list."""
+    conn = taskkit_registry.connection
+    conn.rpush("rq:queue:default", NOT_JOB_IDS[entry])
+    behind = taskkit_registry.enqueue("noop")
+
+    run = run_burst_worker(taskkit_registry, queues, worker_class=worker_class)  # type: ignore[arg-type]
+
+    assert (run.finished, run.failed) == (1, 0)
+    assert fetch(taskkit_registry, behind).get_status() == JobStatus.FINISHED
+    assert conn.llen("rq:queue:default") == conn.llen("rq:queue:default:intermediate") == 0
+    (line,) = [r.getMessage() for r in caplog.records if "removed the entry" in r.getMessage()]
+    assert "\n" not in line and "from rq:queue:default: it is not a job id" in line
+
+
+def test_garbage_in_the_started_registry_and_the_intermediate_list_is_removed(
+    taskkit_registry: Registry,
+) -> None:
+    """RQ's cleaning raised on these at every pass: abandoned jobs were never recovered."""
+    conn = taskkit_registry.connection
+    real = taskkit_registry.enqueue("noop")
+    abandon(taskkit_registry, real)
+    started = StartedJobRegistry("default", connection=conn).key
+    conn.zadd(started, {b"bad.id:x": time.time() - 60, b"\xff\xfe:x": time.time() - 60})
+    conn.rpush("rq:queue:default:intermediate", b"bad.id", b"\xff\xfe")
+
+    run_burst_worker(taskkit_registry)
+
+    assert fetch(taskkit_registry, real).get_status() == JobStatus.FAILED
+    assert "AbandonedJobError" in failure_text(taskkit_registry, real)
+    assert conn.zcard(started) == 0
+    assert conn.llen("rq:queue:default:intermediate") == 0
+
+
+def test_a_worker_that_quits_on_an_unexpected_error_says_so(taskkit_registry: Registry) -> None:
+    """RQ's loop logs the error and returns as if asked to stop (exit status 0)."""
+    from taskkit.errors import WorkerCrashedError
+    from taskkit.execution import make_worker, prepare_process
+    from taskkit.testing import _worker_process_state
+    from taskkit.workers import TaskkitQueue
+
+    class Broken(TaskkitQueue):
+        @classmethod
+        def dequeue_any(cls, *args: object, **kwargs: object) -> None:
+            raise RuntimeError("a bug")
+
+    with _worker_process_state(taskkit_registry, None):
+        prepare_process(taskkit_registry, fork_hygiene=False)
+        worker = make_worker(taskkit_registry, worker_class="simple", queue_class=Broken)
+        worker.work(burst=True, logging_level="WARNING")
+    assert isinstance(worker.crashed, RuntimeError)  # type: ignore[attr-defined]
+    message = str(WorkerCrashedError(worker.crashed))  # type: ignore[attr-defined]
+    assert message.startswith("the worker quit on an unexpected error (RuntimeError: a bug)")

@@ -94,3 +94,52 @@ def mark_then_sleep(marker: str, seconds: float) -> int:
     Path(marker).write_text(str(os.getpid()), encoding="utf-8")
     time.sleep(seconds)
     return os.getpid()
+
+
+def named_like_internals(job: Any, registry: Any, declared: Any) -> list[Any]:
+    """Parameters named as the worker's own: any name must work."""
+    return [job, registry, declared]
+
+
+async def async_report(wait: float = 0.0) -> dict[str, Any]:
+    """An ``async def`` job that awaits, then uses current_app and a Flask-SQLAlchemy query."""
+    import asyncio
+
+    from payments.db import db
+
+    await asyncio.sleep(wait)
+    row = db.session.execute(text("SELECT 41 + 1")).scalar_one()
+    report = {
+        "pid": os.getpid(),
+        "app_name": current_app.name,
+        "query": row,
+        "request_context": has_request_context(),
+    }
+    if has_request_context():
+        report["url"] = url_for("payments.receipt", payment_id=7, _external=True)
+    return report
+
+
+def _raise_if_asked(exc: BaseException | None) -> None:
+    from flask import g
+
+    if g.pop("raise_in_teardown", None) is not None:
+        raise RuntimeError("teardown broke")
+
+
+def return_then_break_teardown(marker: str) -> str:
+    """Succeed, leaving a teardown handler that raises; count the runs in ``marker``."""
+    from flask import g
+
+    path = Path(marker)
+    path.write_text(str(int(path.read_text() or 0) + 1 if path.exists() else 1))
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if _raise_if_asked not in app.teardown_appcontext_funcs:
+        app.teardown_appcontext(_raise_if_asked)
+    g.raise_in_teardown = True
+    return "done"
+
+
+def always_fails(reason: str = "no luck") -> None:
+    """Fail every time."""
+    raise ValueError(reason)
