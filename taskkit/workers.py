@@ -256,6 +256,7 @@ class _Policies(BaseWorker):
         self._job_in_hand = False  # dequeued, not yet run: a stop must let it run first
         self._state_written: str | None = None
         self._suspension_checked_at = -math.inf
+        self._tearing_down = False
 
     @property
     def dequeue_timeout(self) -> int:
@@ -435,6 +436,9 @@ class _Policies(BaseWorker):
         for good. The flag makes the next heartbeat of the wait loop raise it again.
         """
         self._stop_requested = True
+        if self._tearing_down:  # RQ would raise StopRequested out of its own teardown
+            log.info("%s: already stopping", _signal_name(signum))
+            return
         running = self.running[0].id if self.running is not None else None
         if running is not None or self._job_in_hand:
             log.info(
@@ -581,7 +585,13 @@ class _Policies(BaseWorker):
         self._suspension_checked_at = time.monotonic()
 
     def teardown(self) -> None:
-        """RQ's teardown; without Redis the worker's death cannot be recorded, and is logged."""
+        """RQ's teardown; without Redis the worker's death cannot be recorded, and is logged.
+
+        A stop signal from here on is noted only: RQ's handler raised StopRequested in the
+        middle of the teardown (a burst worker that was finishing), which skipped the
+        deregistration and ended the command with an error.
+        """
+        self._tearing_down = True
         try:
             super().teardown()  # type: ignore[no-untyped-call]
         except REDIS_ERRORS as error:

@@ -10,9 +10,12 @@ simple workers, a pool and a worker with the scheduler beside it: each must exit
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -21,6 +24,7 @@ from rq.job import JobStatus
 from worker_support import PROBE_JOBS, WorkerCli, wait_for
 
 from taskkit import Registry
+from taskkit.execution import make_worker
 
 pytestmark = pytest.mark.slow
 
@@ -72,3 +76,27 @@ def test_twenty_stops_in_a_row_each_exit_within_seconds(
             slow.append(f"stop {number + 1} ({kind}, {'busy' if busy else 'idle'}): {took:.1f} s")
         wait_for(lambda: not Worker.all(connection=connection), what="the worker deregistered")
     assert not slow, f"stops that took over {EXIT_WITHIN:g} s: {slow}"
+
+
+@pytest.mark.parametrize("worker_class", ["simple", "fork"])
+def test_a_stop_signal_during_the_teardown_is_noted_not_raised(
+    taskkit_registry: Registry, worker_class: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst worker that is finishing gets SIGTERM while it deregisters: RQ's handler
+    raised StopRequested out of the teardown, skipping the rest of it, and the command
+    ended with an error. The worker must finish its teardown and leave Redis clean."""
+    worker = make_worker(taskkit_registry, None, worker_class)  # type: ignore[arg-type]
+    register_death = type(worker).register_death
+
+    def signalled_then_register_death(self: Any) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered here, inside the teardown
+        register_death(self)
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(type(worker), "register_death", signalled_then_register_death)
+    try:
+        worker.work(burst=True, logging_level="WARNING")
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert not Worker.all(connection=taskkit_registry.connection), "deregistered"
