@@ -7,7 +7,6 @@ dictionaries these models validate, and maps their errors to file:line:col.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -15,7 +14,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from taskkit.cron import cron_problem
 from taskkit.errors import Problem
 
 _DURATION_PART = re.compile(r"(\d+)\s*([smhdw])")
@@ -442,29 +441,15 @@ def _schedule_problems(
             f"unknown timezone {schedule.timezone!r}",
             "use an IANA name such as UTC, Europe/Berlin or America/New_York",
         )
-    if schedule.cron is not None and not _cron_ok(schedule.cron):
-        yield Problem(
-            ("schedules", name, "cron"),
-            f"{schedule.cron!r} is not a valid cron expression",
-            "use 5 fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * *'",
-        )
+    problem = cron_problem(schedule.cron) if schedule.cron is not None else None
+    if problem is not None:
+        yield Problem(("schedules", name, "cron"), *problem)
     if schedule.grace is not None and schedule.misfire == "once":
         yield Problem(
             ("schedules", name, "grace"),
             "grace has no effect with misfire: once (a late tick always runs, once)",
             "remove grace, or use misfire: skip to drop ticks later than grace",
         )
-
-
-@functools.lru_cache(maxsize=1024)  # a generated jobs.yaml repeats the same few expressions
-def _cron_ok(expression: str) -> bool:
-    if len(expression.split()) != 5:
-        return False
-    try:
-        croniter(expression)
-    except (ValueError, KeyError, TypeError):
-        return False
-    return True
 
 
 def _suggest(value: str, choices: Any, otherwise: str) -> str:

@@ -212,7 +212,8 @@ def test_check_references_finds_each_broken_reference() -> None:
         (("schedules", "s1", "job"), "declare it under jobs:"),
         (
             ("schedules", "s2", "cron"),
-            "use 5 fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * *'",
+            "fix that field; the fields are minute hour day-of-month month day-of-week, "
+            "e.g. '0 3 * * *'",
         ),
         (
             ("schedules", "s2", "timezone"),
@@ -237,6 +238,39 @@ def test_check_references_accepts_a_consistent_config() -> None:
 def test_a_schedule_has_exactly_one_form(forms: dict[str, Any]) -> None:
     with pytest.raises(ValidationError, match="exactly one of cron, every, at"):
         config(jobs={"a": {"func": "m:f"}}, schedules={"s": {"job": "a", **forms}})
+
+
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [
+        ("*/2 * * 13 *", "month 13 is out of range 1-12"),
+        ("60 * * * *", "minute 60 is out of range 0-59"),
+        ("0 24 * * *", "hour 24 is out of range 0-23"),
+        ("0 0 0 * *", "day of month 0 is out of range 1-31"),
+        ("0 0 32 * *", "day of month 32 is out of range 1-31"),
+        ("0 0 * * 8", "weekday 8 is out of range 0-7"),
+        ("0 0 * smarch *", "month 'smarch' is not a number or a name"),
+        ("*/0 * * * *", "minute step '0' is not a whole number of 1 or more"),
+        ("0 1-25 * * *", "hour 25 is out of range 0-23"),
+        ("0 0 * 1-13/2 *", "month 13 is out of range 1-12"),
+        ("1,,2 * * * *", "minute has an empty item"),
+        ("0 3 * *", "'0 3 * *' has 4 fields, not 5"),
+        ("0 0 30 2 *", "'0 0 30 2 *' can never fire: February has no day 30"),
+        ("0 0 31 4,6,9,11 *", "can never fire: April, June, September, November have no day 31"),
+    ],
+)
+def test_a_bad_cron_names_the_field_and_the_value(cron: str, message: str) -> None:
+    cfg = config(jobs={"a": {"func": "m:f"}}, schedules={"s": {"job": "a", "cron": cron}})
+    [problem] = check_references(cfg)
+    assert problem.path == ("schedules", "s", "cron")
+    assert message in problem.message
+    assert problem.hint
+
+
+@pytest.mark.parametrize("cron", ["0 0 29 2 *", "0 0 30 2 mon", "0 0 L 2 *", "0 0 31 1-3 *"])
+def test_a_cron_that_fires_some_year_is_valid(cron: str) -> None:
+    cfg = config(jobs={"a": {"func": "m:f"}}, schedules={"s": {"job": "a", "cron": cron}})
+    assert check_references(cfg) == []
 
 
 # -- secrets --------------------------------------------------------------------------------

@@ -490,8 +490,8 @@ BAD = [
         ),
         (9, 11),
         "schedules.nightly.cron",
-        "'0 3 * *' is not a valid cron expression",
-        "use 5 fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * *'",
+        "'0 3 * *' has 4 fields, not 5",
+        "write the 5 fields minute hour day-of-month month day-of-week, e.g. '0 3 * * *'",
     ),
     bad(
         "cron_out_of_range",
@@ -509,8 +509,8 @@ BAD = [
         ),
         (9, 11),
         "schedules.nightly.cron",
-        "'0 25 * * *' is not a valid cron expression",
-        "use 5 fields",
+        "'0 25 * * *' is not a valid cron expression: hour 25 is out of range 0-23",
+        "fix that field",
     ),
     bad(
         "bad_timezone",
