@@ -567,9 +567,29 @@ BAD = [
             kwargs: {user_id: 1, payment: 7}
         """
         ),
+        (10, 26),
+        "schedules.resend.kwargs.payment",
+        "the arguments do not fit loaderapps.jobs:send_receipt(",
+        "did you mean 'payment_id'?",
+    ),
+    bad(
+        "schedule_kwargs_missing_one",
+        HEAD
+        + yml(
+            """
+        jobs:
+          receipt:
+            func: loaderapps.jobs:send_receipt
+        schedules:
+          resend:
+            job: receipt
+            every: 1h
+            kwargs: {user_id: 1}
+        """
+        ),
         (10, 13),
         "schedules.resend.kwargs",
-        "the arguments do not fit loaderapps.jobs:send_receipt(",
+        "missing a required argument: 'payment_id'",
         "make args/kwargs match the function's parameters",
     ),
     bad(
@@ -945,10 +965,12 @@ def test_every_problem_is_reported_at_once(
         (24, 15, "schedules.s2.timezone"),
     ]
     # All of them reach the command line too, in one run.
+    # Through load, the funcs that parsed are imported too: module 'm' does not exist.
     path = write(tmp_path, MANY_MISTAKES)
     code, _, err = _output_of_validate(path, capsys)
     assert code == 1
-    assert err.splitlines()[-1] == "error: 8 problems in jobs.yaml"
+    assert err.splitlines()[-1] == "error: 11 problems in jobs.yaml"
+    assert sum("module 'm' not found" in line for line in err.splitlines()) == 3
 
 
 def test_every_import_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -979,8 +1001,64 @@ def test_every_import_problem_is_reported_at_once(tmp_path: Path) -> None:
         (5, "jobs.a.func"),
         (7, "jobs.b.func"),
         (9, "jobs.c.func"),
-        (16, "schedules.tick.kwargs"),
+        (16, "schedules.tick.kwargs.unexpected"),
     ]
+
+
+FOUR_KINDS = HEAD + textwrap.dedent(
+    """\
+    jobs:
+      receipt:
+        func: loaderapps.jobs:send_receipt
+        timout: 30s
+      clean:
+        func: loaderapps.jobs:cleanup
+      beat:
+        func: loaderapps.jobs:hartbeat
+    schedules:
+      nightly:
+        job: clean
+        cron: "*/2 * * 13 *"
+      resend:
+        job: receipt
+        every: 1h
+        kwargs: {user_id: 1, paymentid: 2}
+      tidy:
+        job: clean
+        every: 1d
+        kwargs: {older_than_dayz: 3}
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("mistake", "line", "path", "message"),
+    [
+        ("unknown key", 6, "jobs.receipt.timout", "unknown key 'timout'"),
+        ("func typo", 10, "jobs.beat.func", "did you mean loaderapps.jobs:heartbeat?"),
+        ("bad cron", 14, "schedules.nightly.cron", "month 13 is out of range 1-12"),
+        (
+            "kwarg of a broken job",
+            18,
+            "schedules.resend.kwargs.paymentid",
+            "unexpected keyword 'paymentid' (did you mean 'payment_id'?)",
+        ),
+        (
+            "kwarg",
+            22,
+            "schedules.tidy.kwargs.older_than_dayz",
+            "unexpected keyword 'older_than_dayz' (did you mean 'older_than_days'?)",
+        ),
+    ],
+)
+def test_structural_import_and_binding_problems_in_one_run(
+    mistake: str, line: int, path: str, message: str, tmp_path: Path
+) -> None:
+    problems = problems_of(write(tmp_path, FOUR_KINDS))
+    assert len(problems) == 5, "\n".join(map(str, problems))
+    [found] = [p for p in problems if p.key_path == path]
+    assert found.line == line
+    assert message in str(found)
 
 
 # -- what good files mean -------------------------------------------------------------------
