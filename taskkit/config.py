@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -28,6 +27,7 @@ from pydantic import (
 
 from taskkit.cron import cron_problem
 from taskkit.errors import Problem
+from taskkit.urls import redact_url, url_problem
 
 _DURATION_PART = re.compile(r"(\d+)\s*([smhdw])")
 _DURATION_FULL = re.compile(r"^\s*(?:\d+\s*[smhdw]\s*)+$")
@@ -99,42 +99,6 @@ Ttl = Annotated[
 """Like :data:`Duration`, but 0 is allowed (keep nothing)."""
 
 
-def redact_url(url: str) -> str:
-    """The URL with its passwords (``:pw@``, ``?password=``) replaced by ``***``.
-
-    Safe to print, log or put in an error message.
-    """
-    try:
-        parts = urlsplit(url)
-        has_password = parts.password is not None
-    except ValueError:
-        return "<unparsable url>"
-    netloc, query = parts.netloc, parts.query
-    if has_password:
-        netloc = f"{parts.netloc.partition(':')[0]}:***@{parts.netloc.rpartition('@')[2]}"
-    if "password=" in query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k.endswith("password") else v) for k, v in pairs], safe="*")
-    shown = url
-    if (netloc, query) != (parts.netloc, parts.query):
-        # Not urlunsplit: it turns "unix:///run/redis.sock" into "unix:/run/redis.sock".
-        shown = f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
-    return _redact_userinfo(shown)
-
-
-def _redact_userinfo(url: str) -> str:
-    """Mask ``user:secret@`` that urlsplit misses: no scheme, or a raw '/', '?' or '#' in it."""
-    head, at, host = url.rpartition("@")
-    if not at:
-        return url
-    scheme, sep, userinfo = head.partition("://")
-    prefix = scheme + sep if sep else ""
-    userinfo = userinfo if sep else head
-    if ":" not in userinfo or userinfo.endswith(":***"):
-        return url
-    return f"{prefix}{userinfo.partition(':')[0]}:***@{host}"
-
-
 class SecretUrl(str):
     """A Redis URL whose ``repr`` and ``str`` never show the password.
 
@@ -178,6 +142,9 @@ def _check_redis_url(value: Any) -> SecretUrl:
             f"{redact_url(value)!r} is not a Redis URL; use redis://, rediss://, unix:// "
             "or redis+sentinel://"
         )
+    problem = url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return SecretUrl(value)
 
 

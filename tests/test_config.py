@@ -299,11 +299,25 @@ def test_redact_url_hides_the_password(url: str) -> None:
     assert "***" in shown
 
 
-@pytest.mark.parametrize(
-    "url", ["redis://localhost:6379/0", "unix:///run/redis.sock", "redis://user@host:1/2"]
-)
+@pytest.mark.parametrize("url", ["redis://localhost:6379/0", "unix:///run/redis.sock"])
 def test_redact_url_leaves_urls_without_password_alone(url: str) -> None:
     assert redact_url(url) == url
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://user@host:1/2", "redis://***@host:1/2"),  # the user name may be a password
+        ("redis://user:pw@host:1/2", "redis://***@host:1/2"),
+        ("redis://:pw@host:1/2", "redis://:***@host:1/2"),
+        ("redis://:pw@host:1/2?ssl_password=x", "redis://:***@host:1/2?ssl_password=***"),
+        ("redis://:pw#x@host:1/2", "redis://***"),  # where the password ends is unclear
+        ("redis://user:pwhost:1/2", "redis://***"),  # a password taken for the port
+        ("redis://user:pw/host:1/2", "redis://***"),
+    ],
+)
+def test_redact_url_shows_no_part_of_the_user_info(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
 
 
 def test_secret_url_never_shows_the_password() -> None:

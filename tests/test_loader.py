@@ -633,7 +633,7 @@ BAD = [
         HEAD + f"redis:\n  url: http://admin:{PASSWORD}@localhost:6379/0\n",
         (4, 8),
         "redis.url",
-        "'http://admin:***@localhost:6379/0' is not a Redis URL",
+        "'http://***@localhost:6379/0' is not a Redis URL",
         "use redis://, rediss://, unix:// or redis+sentinel://",
     ),
     bad(
