@@ -15,7 +15,8 @@ import os
 import pickle
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,7 @@ from taskkit.errors import (
     JobArgumentsError,
     Problem,
     RedisUnavailableError,
+    TaskkitError,
     UnknownJobError,
 )
 from taskkit.loader import LoadedConfig, Positions, read_config
@@ -440,7 +442,9 @@ def _env_flag(name: str) -> bool:
 # -- loading -----------------------------------------------------------------------------
 
 _cache: dict[tuple[str, int], Registry] = {}
-_cache_lock = threading.Lock()
+# Reentrant: a job module may load another jobs.yaml while its own is being loaded.
+_cache_lock = threading.RLock()
+_loading = threading.local()
 
 
 def load(path: str | os.PathLike[str] | None = None, *, cached: bool = True) -> Registry:
@@ -465,7 +469,32 @@ def load(path: str | os.PathLike[str] | None = None, *, cached: bool = True) -> 
         return _cache[key]
 
 
+@contextmanager
+def _guard_against_cycles(path: str) -> Iterator[None]:
+    """Refuse to load a jobs.yaml that this thread is loading already: a job module that
+    loads it at import (``create_app()`` whose factory calls ``TaskKit(app)``) would
+    otherwise wait for itself for ever."""
+    stack: list[str] = _loading.__dict__.setdefault("stack", [])
+    if path in stack:
+        raise TaskkitError(
+            f"{path} is loaded again while it is being loaded: a job module imports code "
+            "that loads it (such as create_app() at module level, whose factory calls "
+            "TaskKit(app)); build the app inside the job function, or rely on taskkit's "
+            "context: app, instead of at import"
+        )
+    stack.append(path)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
 def _load(file: Path) -> Registry:
+    with _guard_against_cycles(os.path.realpath(file)):
+        return _load_once(file)
+
+
+def _load_once(file: Path) -> Registry:
     # Every func and schedule that parsed is checked even when other parts of the file did
     # not, so that one run reports every problem.
     loaded, problems = read_config(file)

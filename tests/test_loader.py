@@ -1223,3 +1223,23 @@ def test_a_loaded_config_never_shows_the_password() -> None:
     assert parsed.config.redis.url.reveal() == f"redis://user:{PASSWORD}@localhost:6379/0"
     for shown in (repr(parsed), str(parsed.config), repr(parsed.config.redis.url)):
         assert PASSWORD not in shown
+
+
+@pytest.mark.timeout(20)
+def test_a_job_module_that_loads_its_own_jobs_yaml_is_an_error_not_a_deadlock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, HEAD + "jobs:\n  a:\n    func: loaderapps.reloads:run\n")
+    monkeypatch.setenv("TASKKIT_TEST_RELOAD_CONFIG", str(path))
+    for cached in (True, False):
+        sys.modules.pop("loaderapps.reloads", None)
+        if cached:
+            code, _, err = _output_of_validate(path, capsys)
+            assert code == 1
+            [problem, _summary] = err.splitlines()
+        else:
+            [found] = problems_of(path)
+            problem = str(found)
+        assert problem.startswith(f"{path}:5:11: jobs.a.func: importing 'loaderapps.reloads'")
+        assert "is loaded again while it is being loaded" in problem
+        assert "create_app() at module level" in problem
