@@ -7,15 +7,12 @@ dictionaries these models validate, and maps their errors to file:line:col.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,7 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+from taskkit.cron import cron_problem
 from taskkit.errors import Problem
+from taskkit.urls import redact_url, url_problem
 
 _DURATION_PART = re.compile(r"(\d+)\s*([smhdw])")
 _DURATION_FULL = re.compile(r"^\s*(?:\d+\s*[smhdw]\s*)+$")
@@ -100,42 +99,6 @@ Ttl = Annotated[
 """Like :data:`Duration`, but 0 is allowed (keep nothing)."""
 
 
-def redact_url(url: str) -> str:
-    """The URL with its passwords (``:pw@``, ``?password=``) replaced by ``***``.
-
-    Safe to print, log or put in an error message.
-    """
-    try:
-        parts = urlsplit(url)
-        has_password = parts.password is not None
-    except ValueError:
-        return "<unparsable url>"
-    netloc, query = parts.netloc, parts.query
-    if has_password:
-        netloc = f"{parts.netloc.partition(':')[0]}:***@{parts.netloc.rpartition('@')[2]}"
-    if "password=" in query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k.endswith("password") else v) for k, v in pairs], safe="*")
-    shown = url
-    if (netloc, query) != (parts.netloc, parts.query):
-        # Not urlunsplit: it turns "unix:///run/redis.sock" into "unix:/run/redis.sock".
-        shown = f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
-    return _redact_userinfo(shown)
-
-
-def _redact_userinfo(url: str) -> str:
-    """Mask ``user:secret@`` that urlsplit misses: no scheme, or a raw '/', '?' or '#' in it."""
-    head, at, host = url.rpartition("@")
-    if not at:
-        return url
-    scheme, sep, userinfo = head.partition("://")
-    prefix = scheme + sep if sep else ""
-    userinfo = userinfo if sep else head
-    if ":" not in userinfo or userinfo.endswith(":***"):
-        return url
-    return f"{prefix}{userinfo.partition(':')[0]}:***@{host}"
-
-
 class SecretUrl(str):
     """A Redis URL whose ``repr`` and ``str`` never show the password.
 
@@ -179,6 +142,9 @@ def _check_redis_url(value: Any) -> SecretUrl:
             f"{redact_url(value)!r} is not a Redis URL; use redis://, rediss://, unix:// "
             "or redis+sentinel://"
         )
+    problem = url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return SecretUrl(value)
 
 
@@ -442,29 +408,15 @@ def _schedule_problems(
             f"unknown timezone {schedule.timezone!r}",
             "use an IANA name such as UTC, Europe/Berlin or America/New_York",
         )
-    if schedule.cron is not None and not _cron_ok(schedule.cron):
-        yield Problem(
-            ("schedules", name, "cron"),
-            f"{schedule.cron!r} is not a valid cron expression",
-            "use 5 fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * *'",
-        )
+    problem = cron_problem(schedule.cron) if schedule.cron is not None else None
+    if problem is not None:
+        yield Problem(("schedules", name, "cron"), *problem)
     if schedule.grace is not None and schedule.misfire == "once":
         yield Problem(
             ("schedules", name, "grace"),
             "grace has no effect with misfire: once (a late tick always runs, once)",
             "remove grace, or use misfire: skip to drop ticks later than grace",
         )
-
-
-@functools.lru_cache(maxsize=1024)  # a generated jobs.yaml repeats the same few expressions
-def _cron_ok(expression: str) -> bool:
-    if len(expression.split()) != 5:
-        return False
-    try:
-        croniter(expression)
-    except (ValueError, KeyError, TypeError):
-        return False
-    return True
 
 
 def _suggest(value: str, choices: Any, otherwise: str) -> str:

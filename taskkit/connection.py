@@ -22,10 +22,12 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
+from pydantic import ValidationError
 
 from taskkit.config import RedisConfig, SecretUrl, redact_url
 from taskkit.errors import RedisUnavailableError
 from taskkit.redaction import scrub
+from taskkit.urls import url_problem
 
 T = TypeVar("T")
 
@@ -49,10 +51,10 @@ def effective_url(configured: SecretUrl) -> SecretUrl:
         return configured
     try:
         return RedisConfig(url=override).url
-    except ValueError:  # pydantic's ValidationError; hide_input_in_errors keeps it quiet
+    except ValidationError as error:  # hide_input_in_errors: the message holds no value
+        reason = str(error.errors()[0]["msg"]).removeprefix("Value error, ")
         raise RedisUnavailableError(
-            f"${OVERRIDE_VARIABLE} is not a Redis URL ({redact_url(override)!r}); use "
-            "redis://, rediss://, unix:// or redis+sentinel://, or unset it to use "
+            f"${OVERRIDE_VARIABLE} is not a valid Redis URL: {reason}; or unset it to use "
             "redis.url from jobs.yaml"
         ) from None
 
@@ -77,17 +79,24 @@ def connect(url: SecretUrl | str) -> redis.Redis:
     raises :class:`RedisUnavailableError` naming what is wrong (never the password).
     """
     real = url.reveal() if isinstance(url, SecretUrl) else url
+    # redis-py reads some malformed URLs without a word (a database "/1O" becomes 0).
+    problem = url_problem(real)
     try:
+        if problem is not None:
+            raise ValueError(problem)
         if real.startswith("redis+sentinel://"):
             return _sentinel_master(parse_sentinel_url(real))
         # Options in the URL win over these defaults (redis-py applies them last).
         if real.startswith("unix://"):  # no TCP: no keepalive (redis-py refuses the option)
             return redis.Redis.from_url(real, socket_connect_timeout=CONNECT_TIMEOUT)
         return redis.Redis.from_url(real, **CLIENT_DEFAULTS)
-    except ValueError as error:
+    except ValueError:
+        # redis-py's message may quote a part of the URL, and so of a password: say only
+        # what url_problem() can say, which never quotes one.
+        reason = (problem or "redis-py cannot read it").partition("; ")[0]
         raise RedisUnavailableError(
-            f"{redact_url(real)} is not a valid Redis URL: {scrub(str(error))}; "
-            "see the URL forms in taskkit's README"
+            f"{redact_url(real)} is not a valid Redis URL: {reason}; see the URL forms in "
+            "taskkit's README"
         ) from None
 
 
@@ -133,7 +142,7 @@ def _host_port(item: str) -> tuple[str, int]:
     """``host``, ``host:port``, ``[::1]:port`` -> (host, port)."""
     match = re.fullmatch(r"\s*(\[[^\]]*\]|[^:]*)(?::([^:]*))?\s*", item)
     if match is None or not (match.group(2) or "0").isdigit():
-        raise ValueError(f"{item!r} is not host:port (the port must be a number)")
+        raise ValueError("a sentinel is not host:port (the port must be a number)")
     host = match.group(1).strip("[]") or "localhost"
     return host, int(match.group(2) or SENTINEL_PORT)
 

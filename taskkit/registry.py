@@ -15,7 +15,8 @@ import os
 import pickle
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +29,13 @@ from rq.serializers import JSONSerializer, PickleSerializer
 
 from taskkit import connection
 from taskkit.bulk import Batch, Plan
-from taskkit.config import EffectiveJob, SecretUrl, TaskkitConfig, did_you_mean
+from taskkit.config import (
+    EffectiveJob,
+    ScheduleConfig,
+    SecretUrl,
+    TaskkitConfig,
+    did_you_mean,
+)
 from taskkit.context import ProcessApp, TeardownErrorHandler
 from taskkit.context import run as run_in_context
 from taskkit.errors import (
@@ -36,9 +43,10 @@ from taskkit.errors import (
     JobArgumentsError,
     Problem,
     RedisUnavailableError,
+    TaskkitError,
     UnknownJobError,
 )
-from taskkit.loader import LoadedConfig, Positions, load_config
+from taskkit.loader import LoadedConfig, Positions, read_config
 from taskkit.redaction import describe_call
 
 T = TypeVar("T")
@@ -72,10 +80,11 @@ class DeclaredJob:
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as error:
+            mismatch = Mismatch.of(self.signature, kwargs, error)
+            fix = mismatch.hint or "pass the arguments it takes"
             raise JobArgumentsError(
-                f"job {self.name!r}: {error} "
-                f"(the callable is {self.settings.func}{self.signature}); "
-                "pass the arguments it takes"
+                f"job {self.name!r}: {mismatch.message} "
+                f"(the callable is {self.settings.func}{self.signature}); {fix}"
             ) from None
 
     @property
@@ -361,6 +370,32 @@ class Registry:
 
 
 @dataclass(frozen=True)
+class Mismatch:
+    """Why arguments do not bind to a signature, with a did-you-mean for a misspelt keyword."""
+
+    message: str
+    hint: str = ""
+    keyword: str | None = None
+
+    @classmethod
+    def of(
+        cls, signature: inspect.Signature, kwargs: Mapping[str, Any], error: TypeError
+    ) -> Mismatch:
+        """The mismatch behind ``error``, raised by ``signature.bind(..., **kwargs)``."""
+        params = signature.parameters.values()
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return cls(str(error))
+        named = [p.name for p in params if p.kind not in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL)]
+        unexpected = [key for key in kwargs if key not in named]
+        if not unexpected:
+            return cls(str(error))
+        keyword = unexpected[0]
+        close = did_you_mean(keyword, [n for n in named if n not in kwargs])
+        hint = f"did you mean {close!r}?" if close else f"the keywords it takes: {', '.join(named)}"
+        return cls(f"unexpected keyword {keyword!r}", hint, keyword)
+
+
+@dataclass(frozen=True)
 class _Wire:
     """How arguments travel to the worker, and what to tell a caller whose don't."""
 
@@ -422,7 +457,9 @@ def _env_flag(name: str) -> bool:
 # -- loading -----------------------------------------------------------------------------
 
 _cache: dict[tuple[str, int], Registry] = {}
-_cache_lock = threading.Lock()
+# Reentrant: a job module may load another jobs.yaml while its own is being loaded.
+_cache_lock = threading.RLock()
+_loading = threading.local()
 
 
 def load(path: str | os.PathLike[str] | None = None, *, cached: bool = True) -> Registry:
@@ -447,12 +484,40 @@ def load(path: str | os.PathLike[str] | None = None, *, cached: bool = True) -> 
         return _cache[key]
 
 
+@contextmanager
+def _guard_against_cycles(path: str) -> Iterator[None]:
+    """Refuse to load a jobs.yaml that this thread is loading already: a job module that
+    loads it at import (``create_app()`` whose factory calls ``TaskKit(app)``) would
+    otherwise wait for itself for ever."""
+    stack: list[str] = _loading.__dict__.setdefault("stack", [])
+    if path in stack:
+        raise TaskkitError(
+            f"{path} is loaded again while it is being loaded: a job module imports code "
+            "that loads it (such as create_app() at module level, whose factory calls "
+            "TaskKit(app)); build the app inside the job function, or rely on taskkit's "
+            "context: app, instead of at import"
+        )
+    stack.append(path)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
 def _load(file: Path) -> Registry:
-    loaded = load_config(file)
-    _extend_sys_path(loaded)
-    jobs, problems = _resolve_jobs(loaded)
-    problems += _check_schedule_arguments(loaded, jobs)
-    if problems:
+    with _guard_against_cycles(os.path.realpath(file)):
+        return _load_once(file)
+
+
+def _load_once(file: Path) -> Registry:
+    # Every func and schedule that parsed is checked even when other parts of the file did
+    # not, so that one run reports every problem.
+    loaded, problems = read_config(file)
+    if loaded is not None:
+        _extend_sys_path(loaded)
+        jobs, unresolved = _resolve_jobs(loaded)
+        problems += unresolved + _check_schedule_arguments(loaded, jobs)
+    if problems or loaded is None:
         raise ConfigError(sorted(problems, key=lambda p: (p.line, p.column)))
     return Registry(loaded, jobs)
 
@@ -551,24 +616,34 @@ def _check_schedule_arguments(loaded: LoadedConfig, jobs: dict[str, DeclaredJob]
         try:
             declared.signature.bind(*schedule.args, **schedule.kwargs)
         except TypeError as error:
-            where = "kwargs" if schedule.kwargs else "args" if schedule.args else "job"
-            problems.append(_schedule_problem(loaded.positions, name, where, str(error), declared))
+            mismatch = Mismatch.of(declared.signature, schedule.kwargs, error)
+            problems.append(_schedule_problem(loaded.positions, name, schedule, mismatch, declared))
     return problems
 
 
 def _schedule_problem(
-    positions: Positions, name: str, where: str, error: str, declared: DeclaredJob
+    positions: Positions,
+    name: str,
+    schedule: ScheduleConfig,
+    mismatch: Mismatch,
+    declared: DeclaredJob,
 ) -> Problem:
+    where: tuple[str, ...] = ("kwargs",) if schedule.kwargs else ("args",) if schedule.args else ()
+    if mismatch.keyword is not None:
+        where = ("kwargs", mismatch.keyword)
     return positions.problem(
-        ("schedules", name, where),
-        f"the arguments do not fit {declared.settings.func}{declared.signature}: {error}",
-        "make args/kwargs match the function's parameters",
+        ("schedules", name, *(where or ("job",))),
+        f"the arguments do not fit {declared.settings.func}{declared.signature}: "
+        f"{mismatch.message}",
+        mismatch.hint or "make args/kwargs match the function's parameters",
+        at_key=mismatch.keyword is not None,
     )
 
 
 __all__ = [
     "META_KEY",
     "DeclaredJob",
+    "Mismatch",
     "Registry",
     "default_config_path",
     "import_callable",

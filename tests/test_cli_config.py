@@ -223,7 +223,7 @@ def test_list_shows_effective_settings(good: Path) -> None:
 def test_list_and_validate_never_show_the_password(good: Path) -> None:
     _, listed, _ = run("list", "-c", str(good))
     _, validated, _ = run("validate", "-c", str(good))
-    assert "redis: redis://user:***@localhost:6379/0" in listed.splitlines()
+    assert "redis: redis://***@localhost:6379/0" in listed.splitlines()
     assert PASSWORD not in listed
     assert PASSWORD not in validated
 

@@ -290,6 +290,11 @@ def test_enqueue_time_options_are_checked_as_usage_errors(
         (["send_payment_reciept", "user_id=1"], "did you mean 'send_payment_receipt'?"),
         (["send_payment_receipt", "user_id=1"], "missing a required argument: 'payment_id'"),
         (["send_payment_receipt", "user_id=1", "payment_id=2", "x=3"], "unexpected keyword"),
+        (
+            ["send_payment_receipt", "user_id=1", "paymentid=2"],
+            "unexpected keyword 'paymentid' (the callable is ",
+        ),
+        (["send_payment_receipt", "user_id=1", "paymentid=2"], "; did you mean 'payment_id'?"),
     ],
 )
 def test_enqueue_errors_are_one_line_and_exit_1(

@@ -212,7 +212,8 @@ def test_check_references_finds_each_broken_reference() -> None:
         (("schedules", "s1", "job"), "declare it under jobs:"),
         (
             ("schedules", "s2", "cron"),
-            "use 5 fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * *'",
+            "fix that field; the fields are minute hour day-of-month month day-of-week, "
+            "e.g. '0 3 * * *'",
         ),
         (
             ("schedules", "s2", "timezone"),
@@ -237,6 +238,39 @@ def test_check_references_accepts_a_consistent_config() -> None:
 def test_a_schedule_has_exactly_one_form(forms: dict[str, Any]) -> None:
     with pytest.raises(ValidationError, match="exactly one of cron, every, at"):
         config(jobs={"a": {"func": "m:f"}}, schedules={"s": {"job": "a", **forms}})
+
+
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [
+        ("*/2 * * 13 *", "month 13 is out of range 1-12"),
+        ("60 * * * *", "minute 60 is out of range 0-59"),
+        ("0 24 * * *", "hour 24 is out of range 0-23"),
+        ("0 0 0 * *", "day of month 0 is out of range 1-31"),
+        ("0 0 32 * *", "day of month 32 is out of range 1-31"),
+        ("0 0 * * 8", "weekday 8 is out of range 0-7"),
+        ("0 0 * smarch *", "month 'smarch' is not a number or a name"),
+        ("*/0 * * * *", "minute step '0' is not a whole number of 1 or more"),
+        ("0 1-25 * * *", "hour 25 is out of range 0-23"),
+        ("0 0 * 1-13/2 *", "month 13 is out of range 1-12"),
+        ("1,,2 * * * *", "minute has an empty item"),
+        ("0 3 * *", "'0 3 * *' has 4 fields, not 5"),
+        ("0 0 30 2 *", "'0 0 30 2 *' can never fire: February has no day 30"),
+        ("0 0 31 4,6,9,11 *", "can never fire: April, June, September, November have no day 31"),
+    ],
+)
+def test_a_bad_cron_names_the_field_and_the_value(cron: str, message: str) -> None:
+    cfg = config(jobs={"a": {"func": "m:f"}}, schedules={"s": {"job": "a", "cron": cron}})
+    [problem] = check_references(cfg)
+    assert problem.path == ("schedules", "s", "cron")
+    assert message in problem.message
+    assert problem.hint
+
+
+@pytest.mark.parametrize("cron", ["0 0 29 2 *", "0 0 30 2 mon", "0 0 L 2 *", "0 0 31 1-3 *"])
+def test_a_cron_that_fires_some_year_is_valid(cron: str) -> None:
+    cfg = config(jobs={"a": {"func": "m:f"}}, schedules={"s": {"job": "a", "cron": cron}})
+    assert check_references(cfg) == []
 
 
 # -- secrets --------------------------------------------------------------------------------
@@ -265,11 +299,25 @@ def test_redact_url_hides_the_password(url: str) -> None:
     assert "***" in shown
 
 
-@pytest.mark.parametrize(
-    "url", ["redis://localhost:6379/0", "unix:///run/redis.sock", "redis://user@host:1/2"]
-)
+@pytest.mark.parametrize("url", ["redis://localhost:6379/0", "unix:///run/redis.sock"])
 def test_redact_url_leaves_urls_without_password_alone(url: str) -> None:
     assert redact_url(url) == url
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://user@host:1/2", "redis://***@host:1/2"),  # the user name may be a password
+        ("redis://user:pw@host:1/2", "redis://***@host:1/2"),
+        ("redis://:pw@host:1/2", "redis://:***@host:1/2"),
+        ("redis://:pw@host:1/2?ssl_password=x", "redis://:***@host:1/2?ssl_password=***"),
+        ("redis://:pw#x@host:1/2", "redis://***"),  # where the password ends is unclear
+        ("redis://user:pwhost:1/2", "redis://***"),  # a password taken for the port
+        ("redis://user:pw/host:1/2", "redis://***"),
+    ],
+)
+def test_redact_url_shows_no_part_of_the_user_info(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
 
 
 def test_secret_url_never_shows_the_password() -> None:

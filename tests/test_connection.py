@@ -297,7 +297,7 @@ def test_a_bad_override_is_an_error_without_its_password(
     monkeypatch.setenv("TASKKIT_REDIS_URL", "http://:hunter22@db/0")
     with pytest.raises(RedisUnavailableError) as error:
         connection.effective_url(SecretUrl("redis://localhost/0"))
-    assert str(error.value).startswith("$TASKKIT_REDIS_URL is not a Redis URL")
+    assert str(error.value).startswith("$TASKKIT_REDIS_URL is not a valid Redis URL: ")
     assert "hunter22" not in str(error.value)
 
 
@@ -307,11 +307,16 @@ def test_a_bad_override_is_an_error_without_its_password(
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("redis://:hunter22@localhost:port/0", "Port could not be cast to integer"),
-        ("redis+sentinel://:hunter22@h:x/mymaster", "'h:x' is not host:port"),
-        ("redis+sentinel://:hunter22@h/mymaster/zero", "must be /service_name or"),
-        ("redis+sentinel://:hunter22@h", "no service name"),
-        ("redis+sentinel://:hunter22@h/m?sentinel_pass=x", "unknown option 'sentinel_pass'"),
+        ("redis://:hunter22@localhost:port/0", "the port is not a number from 1 to 65535"),
+        ("redis+sentinel://:hunter22@h:x/mymaster", "the port is not a number"),
+        ("redis+sentinel://:hunter22@h/mymaster/zero", "the path is not /service or"),
+        ("redis+sentinel://:hunter22@h", "names no service"),
+        (
+            "redis+sentinel://:hunter22@h/m?sentinel_pass=x",
+            "unknown query option 'sentinel_pass' (did you mean 'sentinel_password'?)",
+        ),
+        ("redis://:hunter22@localhost/1O", "the database number (the /N after host:port)"),
+        ("redis://:hunter22#x@localhost/1", "the URL is malformed"),
     ],
 )
 def test_a_malformed_url_is_a_clear_error(url: str, expected: str) -> None:
@@ -362,3 +367,65 @@ def test_the_url_may_set_its_own_connect_timeout() -> None:
     assert client.connection_pool.connection_kwargs["socket_connect_timeout"] == 1.5
     default = connection.connect("redis://127.0.0.1:6379/0")
     assert default.connection_pool.connection_kwargs["socket_connect_timeout"] == 5.0
+
+
+# -- malformed URLs through every command ------------------------------------------------------
+
+LEAKY = "s3cret"
+MALFORMED = [
+    # A raw '#', '/' or '?' in the password: redis-py's error quoted the password.
+    (f"redis://app:{LEAKY}#x@127.0.0.1/14", "the URL is malformed"),
+    (f"redis://app:{LEAKY}/x@127.0.0.1/14", "the URL is malformed"),
+    (f"redis://app:{LEAKY}?x@127.0.0.1/14", "the URL is malformed"),
+    # The '@' forgotten: `list` printed the URL whole.
+    (f"redis://app:{LEAKY}x127.0.0.1/14", "the port is not a number from 1 to 65535"),
+    # These silently meant database 0 or were refused only at the first command.
+    ("redis://127.0.0.1:6379/1O", "the database number (the /N after host:port)"),
+    ("redis://127.0.0.1:6379/1/2", "the database number"),
+    ("redis://127.0.0.1:63x79/1", "the port is not a number"),
+    ("redis://127.0.0.1:6379/1?db=one", "the query option db is not a whole number"),
+    ("redis://127.0.0.1:6379/1?socket_timeout=soon", "socket_timeout is not a number"),
+    ("redis://127.0.0.1:6379/1?socket_timout=1", "did you mean 'socket_timeout'?"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("url", "expected"), [MALFORMED[0], MALFORMED[3], MALFORMED[4]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("validate",),
+        ("list",),
+        ("status",),
+        ("enqueue", "ping"),
+        ("failed", "list"),
+        ("run-worker", "--burst"),
+    ],
+)
+def test_a_malformed_url_is_one_line_naming_the_part_never_the_password(
+    url: str, expected: str, command: tuple[str, ...], tmp_path: Path
+) -> None:
+    config = write_jobs_yaml(tmp_path)
+    done = taskkit(config, url, *command)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout == ""
+    problem, summary = done.stderr.splitlines()
+    assert expected in problem
+    assert problem.startswith(f"{config}:")
+    assert summary == "error: 1 problem in jobs.yaml"
+    assert LEAKY not in done.stderr
+
+
+@pytest.mark.parametrize(("url", "expected"), MALFORMED)
+def test_a_malformed_override_names_the_part_never_the_password(
+    url: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKKIT_REDIS_URL", url)
+    with pytest.raises(RedisUnavailableError) as error:
+        connection.effective_url(SecretUrl("redis://localhost/0"))
+    assert expected in str(error.value)
+    assert LEAKY not in str(error.value)
+    with pytest.raises(RedisUnavailableError) as error:
+        connection.connect(url)
+    assert expected in str(error.value)
+    assert LEAKY not in str(error.value)

@@ -490,8 +490,8 @@ BAD = [
         ),
         (9, 11),
         "schedules.nightly.cron",
-        "'0 3 * *' is not a valid cron expression",
-        "use 5 fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * *'",
+        "'0 3 * *' has 4 fields, not 5",
+        "write the 5 fields minute hour day-of-month month day-of-week, e.g. '0 3 * * *'",
     ),
     bad(
         "cron_out_of_range",
@@ -509,8 +509,8 @@ BAD = [
         ),
         (9, 11),
         "schedules.nightly.cron",
-        "'0 25 * * *' is not a valid cron expression",
-        "use 5 fields",
+        "'0 25 * * *' is not a valid cron expression: hour 25 is out of range 0-23",
+        "fix that field",
     ),
     bad(
         "bad_timezone",
@@ -567,9 +567,29 @@ BAD = [
             kwargs: {user_id: 1, payment: 7}
         """
         ),
+        (10, 26),
+        "schedules.resend.kwargs.payment",
+        "the arguments do not fit loaderapps.jobs:send_receipt(",
+        "did you mean 'payment_id'?",
+    ),
+    bad(
+        "schedule_kwargs_missing_one",
+        HEAD
+        + yml(
+            """
+        jobs:
+          receipt:
+            func: loaderapps.jobs:send_receipt
+        schedules:
+          resend:
+            job: receipt
+            every: 1h
+            kwargs: {user_id: 1}
+        """
+        ),
         (10, 13),
         "schedules.resend.kwargs",
-        "the arguments do not fit loaderapps.jobs:send_receipt(",
+        "missing a required argument: 'payment_id'",
         "make args/kwargs match the function's parameters",
     ),
     bad(
@@ -613,7 +633,7 @@ BAD = [
         HEAD + f"redis:\n  url: http://admin:{PASSWORD}@localhost:6379/0\n",
         (4, 8),
         "redis.url",
-        "'http://admin:***@localhost:6379/0' is not a Redis URL",
+        "'http://***@localhost:6379/0' is not a Redis URL",
         "use redis://, rediss://, unix:// or redis+sentinel://",
     ),
     bad(
@@ -945,10 +965,12 @@ def test_every_problem_is_reported_at_once(
         (24, 15, "schedules.s2.timezone"),
     ]
     # All of them reach the command line too, in one run.
+    # Through load, the funcs that parsed are imported too: module 'm' does not exist.
     path = write(tmp_path, MANY_MISTAKES)
     code, _, err = _output_of_validate(path, capsys)
     assert code == 1
-    assert err.splitlines()[-1] == "error: 8 problems in jobs.yaml"
+    assert err.splitlines()[-1] == "error: 11 problems in jobs.yaml"
+    assert sum("module 'm' not found" in line for line in err.splitlines()) == 3
 
 
 def test_every_import_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -979,8 +1001,64 @@ def test_every_import_problem_is_reported_at_once(tmp_path: Path) -> None:
         (5, "jobs.a.func"),
         (7, "jobs.b.func"),
         (9, "jobs.c.func"),
-        (16, "schedules.tick.kwargs"),
+        (16, "schedules.tick.kwargs.unexpected"),
     ]
+
+
+FOUR_KINDS = HEAD + textwrap.dedent(
+    """\
+    jobs:
+      receipt:
+        func: loaderapps.jobs:send_receipt
+        timout: 30s
+      clean:
+        func: loaderapps.jobs:cleanup
+      beat:
+        func: loaderapps.jobs:hartbeat
+    schedules:
+      nightly:
+        job: clean
+        cron: "*/2 * * 13 *"
+      resend:
+        job: receipt
+        every: 1h
+        kwargs: {user_id: 1, paymentid: 2}
+      tidy:
+        job: clean
+        every: 1d
+        kwargs: {older_than_dayz: 3}
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("mistake", "line", "path", "message"),
+    [
+        ("unknown key", 6, "jobs.receipt.timout", "unknown key 'timout'"),
+        ("func typo", 10, "jobs.beat.func", "did you mean loaderapps.jobs:heartbeat?"),
+        ("bad cron", 14, "schedules.nightly.cron", "month 13 is out of range 1-12"),
+        (
+            "kwarg of a broken job",
+            18,
+            "schedules.resend.kwargs.paymentid",
+            "unexpected keyword 'paymentid' (did you mean 'payment_id'?)",
+        ),
+        (
+            "kwarg",
+            22,
+            "schedules.tidy.kwargs.older_than_dayz",
+            "unexpected keyword 'older_than_dayz' (did you mean 'older_than_days'?)",
+        ),
+    ],
+)
+def test_structural_import_and_binding_problems_in_one_run(
+    mistake: str, line: int, path: str, message: str, tmp_path: Path
+) -> None:
+    problems = problems_of(write(tmp_path, FOUR_KINDS))
+    assert len(problems) == 5, "\n".join(map(str, problems))
+    [found] = [p for p in problems if p.key_path == path]
+    assert found.line == line
+    assert message in str(found)
 
 
 # -- what good files mean -------------------------------------------------------------------
@@ -1145,3 +1223,23 @@ def test_a_loaded_config_never_shows_the_password() -> None:
     assert parsed.config.redis.url.reveal() == f"redis://user:{PASSWORD}@localhost:6379/0"
     for shown in (repr(parsed), str(parsed.config), repr(parsed.config.redis.url)):
         assert PASSWORD not in shown
+
+
+@pytest.mark.timeout(20)
+def test_a_job_module_that_loads_its_own_jobs_yaml_is_an_error_not_a_deadlock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, HEAD + "jobs:\n  a:\n    func: loaderapps.reloads:run\n")
+    monkeypatch.setenv("TASKKIT_TEST_RELOAD_CONFIG", str(path))
+    for cached in (True, False):
+        sys.modules.pop("loaderapps.reloads", None)
+        if cached:
+            code, _, err = _output_of_validate(path, capsys)
+            assert code == 1
+            [problem, _summary] = err.splitlines()
+        else:
+            [found] = problems_of(path)
+            problem = str(found)
+        assert problem.startswith(f"{path}:5:11: jobs.a.func: importing 'loaderapps.reloads'")
+        assert "is loaded again while it is being loaded" in problem
+        assert "create_app() at module level" in problem

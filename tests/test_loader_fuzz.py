@@ -356,3 +356,93 @@ def test_any_yaml_value(data: Any) -> None:
 @given(st.text(max_size=200))
 def test_random_text(text: str) -> None:
     check(text)
+
+
+# -- malformed Redis URLs: no part of the password in any output ------------------------------
+# Every alphanumeric run of a password starts with MARK, so that any piece of it that gets
+# out is found. Well-formed URLs point at port 1 of this host: refused at once, and never
+# anyone's Redis.
+
+MARK = "Zqx"
+URL_SPECIALS = "#/?@%:;&=+$,[]! ~'\"\\<>^`{}|"
+
+
+def password(rnd: random.Random) -> str:
+    pieces = []
+    for _ in range(rnd.randint(1, 4)):
+        pieces.append(MARK + "".join(rnd.choices(string.ascii_letters + string.digits, k=3)))
+        pieces.append("".join(rnd.choices(URL_SPECIALS, k=rnd.randint(0, 3))))
+    return "".join(pieces)
+
+
+def redis_url(rnd: random.Random) -> str:
+    from urllib.parse import quote
+
+    secret = password(rnd)
+    junk = "".join(rnd.choices(string.ascii_letters + string.digits + "-_.", k=rnd.randint(1, 6)))
+    return rnd.choice(
+        [
+            f"redis://app:{secret}@127.0.0.1:1/0",  # raw specials in the password
+            f"redis://:{secret}@127.0.0.1:1/{junk}",
+            f"redis://app:{secret}127.0.0.1:1/0",  # the '@' forgotten
+            f"redis://app:{secret}/127.0.0.1:1/0",
+            f"redis://app:{secret}@127.0.0.1:{junk}/0",  # a bad port
+            f"redis://{secret}@127.0.0.1:1/0",  # the ':' forgotten
+            f"rediss://app:{quote(secret, safe='')}@127.0.0.1:1/{junk}",
+            f"redis://app:{quote(secret, safe='')}@127.0.0.1:1/0",  # well-formed
+            f"redis://127.0.0.1:1/0?password={secret}",
+            f"redis://127.0.0.1:1/0?password={quote(secret, safe='')}&db={junk}",
+            f"redis+sentinel://:{secret}@127.0.0.1:1/mymaster/0",
+            f"redis+sentinel://:{quote(secret, safe='')}@127.0.0.1:{junk}/mymaster",
+            f"unix://:{secret}@/tmp/taskkit-no-such.sock?db={junk}",
+            f"redis://:{secret}",
+            f"{secret}@127.0.0.1:1",
+        ]
+    )
+
+
+def run_cli(*args: str) -> str:
+    """Everything ``taskkit ARGS`` prints, in this process."""
+    import contextlib
+    import io
+
+    from taskkit.cli import main
+
+    out = io.StringIO()
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(out),
+        contextlib.suppress(SystemExit),
+    ):
+        main(list(args))
+    return out.getvalue()
+
+
+@settings(FUZZ, max_examples=150)
+@given(st.randoms(use_true_random=False), st.booleans())
+def test_no_output_shows_any_part_of_a_redis_password(rnd: random.Random, by_env: bool) -> None:
+    import json
+    import os
+    import tempfile
+
+    from taskkit.config import SecretUrl, redact_url
+
+    url = redis_url(rnd)
+    shown = [redact_url(url), str(SecretUrl(url)), repr(SecretUrl(url))]
+    written = "${TASKKIT_FUZZ_URL}" if by_env else url
+    with tempfile.TemporaryDirectory() as folder:
+        config = os.path.join(folder, "jobs.yaml")
+        with open(config, "w", encoding="utf-8") as file:
+            file.write(
+                f"version: 1\nredis: {{url: {json.dumps(written)}}}\n"
+                "jobs: {noop: {func: 'time:time'}}\n"
+            )
+        os.environ["TASKKIT_FUZZ_URL"] = url
+        try:
+            for command in (["validate"], ["list"], ["status"], ["enqueue", "noop"]):
+                shown.append(run_cli(*command, "-c", config))
+            shown.append(run_cli("failed", "list", "-c", config))
+        finally:
+            del os.environ["TASKKIT_FUZZ_URL"]
+    for text in shown:
+        assert MARK.lower() not in text.lower(), (url, text)

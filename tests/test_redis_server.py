@@ -177,7 +177,7 @@ def test_ensure_redis_refuses_a_server_that_refuses_us(embedded_redis: EmbeddedR
     [
         ("redis://localhost:6379/0", "redis://localhost:6379/0"),
         ("redis://:s3cret@host:6379/1", "redis://:***@host:6379/1"),
-        ("rediss://user:s3cret@host/2", "rediss://user:***@host/2"),
+        ("rediss://user:s3cret@host/2", "rediss://***@host/2"),
         ("unix:///run/redis.sock?db=1&password=s3cret", "unix:///run/redis.sock?db=1&password=***"),
     ],
 )

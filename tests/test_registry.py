@@ -86,7 +86,7 @@ def test_the_redis_entry_is_plain_rq_json(
         (
             "send_payment_receipt",
             ((), {"user_id": 1, "payment_id": 2, "coupon": "x"}),
-            "unexpected keyword argument 'coupon'",
+            "unexpected keyword 'coupon'",
         ),
         ("send_payment_receipt", ((1, 2, 3), {}), "too many positional arguments"),
         (
