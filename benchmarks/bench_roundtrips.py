@@ -93,7 +93,7 @@ def child(variant: str, worker_class: str, url: str, jobs: int, jobs_yaml: str) 
     conn.flushdb()
     if variant == "taskkit":
         import taskkit
-        from taskkit.execution import make_worker, prepare_process
+        from taskkit.worker import make_worker, prepare_process
 
         registry = taskkit.load(jobs_yaml, cached=False)
         registry.connection = conn

@@ -17,8 +17,7 @@ horse, counts minor page faults (``getrusage``) and time per phase:
 
 Variants: ``bare RQ`` (RQ's Worker, the job module imported, no Flask), ``taskkit``
 (``make_worker(..., "fork")`` after ``prepare_process``, as ``taskkit run-worker`` runs),
-``taskkit, line logged in the horse`` (the worker class before the job's line moved to
-the worker process: what the line costs a horse), and a what-if without the at-fork
+and a what-if without the at-fork
 hook for the app's database pools (``fork_hygiene=False``): what the hook still costs
 now that it leaves pools holding no connection alone (it rebuilt every pool in every
 horse before, ~300 faults / 1.8 ms).
@@ -45,7 +44,6 @@ from common import NOOP, Section, redis_server, worker_environment, write_jobs_y
 VARIANTS = {
     "bare RQ": "RQ's Worker, no Flask",
     "taskkit": "as `taskkit run-worker --worker-class fork` runs",
-    "taskkit, line logged in the horse": "before: `workers.TaskkitWorker`, the horse logs",
     "taskkit, no at-fork pool disposal": "what-if: `prepare_process(fork_hygiene=False)`",
 }
 PHASES = ("hooks", "setup", "perform", "context", "log")
@@ -145,9 +143,8 @@ def _taskkit(variant: str, conn: Any, jobs: int, probe: _Probe) -> tuple[type[An
     import logging
 
     import taskkit
-    from taskkit import execution
     from taskkit.logs import setup_logging
-    from taskkit.workers import WORKER_CLASSES
+    from taskkit.worker import WORKER_CLASSES, TaskkitJob, joblog, prepare_process
 
     registry = taskkit.load(os.environ["TASKKIT_CONFIG"], cached=False)
     registry.connection = conn
@@ -155,8 +152,8 @@ def _taskkit(variant: str, conn: Any, jobs: int, probe: _Probe) -> tuple[type[An
     registry.enqueue_many([("noop", (), {})] * jobs)
     setup_logging("INFO")
     logging.getLogger().handlers[0].stream = open("worker.log", "a")  # noqa: SIM115
-    execution.prepare_process(registry, fork_hygiene=variant != "taskkit, no at-fork pool disposal")
-    call, info = registry.call, execution.log.info
+    prepare_process(registry, fork_hygiene=variant != "taskkit, no at-fork pool disposal")
+    call, info = registry.call, joblog.log.info
 
     def timed_call(*args: Any) -> Any:
         probe.mark("c0")
@@ -173,15 +170,13 @@ def _taskkit(variant: str, conn: Any, jobs: int, probe: _Probe) -> tuple[type[An
         probe.span("log", "l0", "l1")
 
     registry.call = timed_call  # type: ignore[method-assign]
-    execution.log.info = timed_info  # type: ignore[method-assign]
+    joblog.log.info = timed_info  # type: ignore[method-assign]
     options = {
-        "job_class": execution.TaskkitJob,
+        "job_class": TaskkitJob,
         "queue_class": __import__("rq").Queue,
         "serializer": registry.serializer,
     }
-    if variant == "taskkit, line logged in the horse":
-        return WORKER_CLASSES["fork"], options
-    return execution._worker_class("fork"), options
+    return WORKER_CLASSES["fork"], options
 
 
 def profile(server_url: str, jobs: int, rounds: int, folder: Path) -> dict[str, dict[str, Any]]:

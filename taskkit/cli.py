@@ -329,8 +329,8 @@ def run_worker(  # noqa: PLR0917 - click passes options positionally
     The job of a worker that died is retried or failed by another worker within 70 s
     with the default settings below; see "Reliability and security" in the README.
     """
-    from taskkit.execution import run_worker as run
-    from taskkit.workers import exit_on_stop_signals
+    from taskkit.worker import exit_on_stop_signals
+    from taskkit.worker import run_worker as run
 
     if processes > 1 and max_jobs is not None:
         raise click.UsageError("--max-jobs works with --processes 1 only (RQ's pool has no limit)")

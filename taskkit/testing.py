@@ -48,7 +48,6 @@ import redis
 from flask import Flask, current_app, has_app_context
 
 from taskkit.errors import RedisUnavailableError
-from taskkit.execution import TaskkitJob, WorkerClassName, make_worker, prepare_process
 from taskkit.redis_server import (
     EmbeddedRedis,
     claim_spare_database,
@@ -57,7 +56,13 @@ from taskkit.redis_server import (
     redis_answers,
 )
 from taskkit.registry import Registry, default_config_path, load
-from taskkit.workers import RETRIED_COUNT_FIELD
+from taskkit.worker import (
+    RETRIED_COUNT_FIELD,
+    TaskkitJob,
+    WorkerClassName,
+    make_worker,
+    prepare_process,
+)
 
 TEST_REDIS_URL_VARIABLE = "TASKKIT_TEST_REDIS_URL"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379"

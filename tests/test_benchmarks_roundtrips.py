@@ -3,7 +3,7 @@
 A behaviour users rely on: running a job through taskkit (declared-job check, app
 context, log line) costs no more Redis traffic per job than a bare RQ worker of the same
 class, and less: its heartbeats go in one round trip and at most once a second, and it
-does not write a state Redis already holds (taskkit/workers.py). No command is sent more
+does not write a state Redis already holds (taskkit/worker/outages.py). No command is sent more
 often than bare RQ sends it. benchmarks/bench_roundtrips.py counts what redis-py sends,
 per job.
 """

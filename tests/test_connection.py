@@ -60,7 +60,7 @@ def enqueue_and_work(
 ) -> None:
     """Enqueue, run ``taskkit run-worker --burst``, and check the job finished in Redis.
 
-    A ``spawn`` horse connects anew, from what its worker passes it (taskkit.spawn).
+    A ``spawn`` horse connects anew, from what its worker passes it (taskkit.worker.spawn).
     """
     monkeypatch.setenv("REDIS_URL", url)
     monkeypatch.delenv("TASKKIT_REDIS_URL", raising=False)

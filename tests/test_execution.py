@@ -22,9 +22,9 @@ from rq.serializers import JSONSerializer, PickleSerializer
 from worker_support import PICKLE_PROBE_JOBS, PROBE_JOBS
 
 from taskkit import Registry
-from taskkit import execution as execution_module
 from taskkit.context import install_fork_hygiene
 from taskkit.testing import run_burst_worker
+from taskkit.worker import run as worker_run
 
 WORKER_CLASSES = ["simple", "fork"]
 
@@ -263,7 +263,7 @@ def test_without_fork_hygiene_horses_would_share_the_parents_connection(
     taskkit_registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The control for the test above: it fails if install_fork_hygiene does nothing."""
-    monkeypatch.setattr(execution_module, "install_fork_hygiene", lambda app: None)
+    monkeypatch.setattr(worker_run, "install_fork_hygiene", lambda app: None)
     job = taskkit_registry.enqueue("database_report")
     run_burst_worker(taskkit_registry, worker_class="fork")
     seen = fetch(taskkit_registry, job).return_value()
@@ -345,7 +345,7 @@ def test_rq_job_id_is_set_in_the_work_horse_only(taskkit_registry: Registry) -> 
 
 
 def test_rq_suspend_holds_the_jobs_and_rq_resume_lets_them_run(taskkit_registry: Registry) -> None:
-    """`rq suspend` is checked at most once a second (workers.BEAT_EVERY), never skipped."""
+    """`rq suspend` is checked at most once a second (BEAT_EVERY), never skipped."""
     from rq.suspension import resume, suspend
 
     job = taskkit_registry.enqueue("report_app")
@@ -365,8 +365,8 @@ def test_a_stop_noticed_once_a_job_is_taken_lets_that_job_run_first(
     while RQ's maintenance swallowed it, or just then) must not drop that job: RQ's
     wait loop beats once more after taking it, and the remembered stop used to be
     raised there, leaving the job in no queue or registry."""
-    from taskkit.execution import make_worker, prepare_process
     from taskkit.testing import _worker_process_state
+    from taskkit.worker import make_worker, prepare_process
 
     first, second = (taskkit_registry.enqueue("report_app") for _ in range(2))
     taking: list[Any] = []

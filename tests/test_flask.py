@@ -22,9 +22,9 @@ from worker_support import PROBE_JOBS, REPO_ROOT
 from taskkit import Registry
 from taskkit import registry as registry_module
 from taskkit.eager import EagerJob
-from taskkit.execution import TaskkitJob, prepare_process
 from taskkit.flask import TaskKit
 from taskkit.testing import use_redis
+from taskkit.worker import TaskkitJob, prepare_process
 
 
 def make_app(tmp_path: Path, **config: Any) -> Flask:

@@ -87,7 +87,11 @@ OVERRIDES: dict[tuple[str, str], str | None] = {
     ("rq.worker.base.BaseWorker", "subscribe"): "self",
     ("rq.worker.base.BaseWorker", "teardown"): "self",
     ("rq.worker.base.BaseWorker", "unsubscribe"): "self",
+    ("rq.worker.worker_classes.SimpleWorker", "execute_job"): "self, job, queue",
     ("rq.worker.worker_classes.SimpleWorker", "get_heartbeat_ttl"): "self, job, working_time=",
+    ("rq.worker.worker_classes.SpawnWorker", "bootstrap"): (
+        "self, logging_level=, date_format=, log_format="
+    ),
     ("rq.worker.worker_classes.SpawnWorker", "fork_work_horse"): "self, job, queue",
     ("rq.worker.worker_classes.Worker", "execute_job"): "self, job, queue",
     ("rq.worker.worker_classes.Worker", "fork_work_horse"): "self, job, queue",
@@ -136,7 +140,7 @@ COPIED: dict[str, str] = {
     "rq.worker.base.BaseWorker.stop_scheduler": "b90d9019bcaf7b95",
     # taskkit's fork_work_horse: RQ's, with the job's variables set in the horse only.
     "rq.worker.worker_classes.Worker.fork_work_horse": "18679b6c0638d279",
-    # taskkit.spawn: RQ's posix_spawn of a horse, without the password on its argv.
+    # taskkit.worker.spawn: RQ's posix_spawn of a horse, without the password on its argv.
     "rq.worker.worker_classes.SpawnWorker.fork_work_horse": "b88806a955f5cbf4",
     # taskkit's _run_pool_worker: RQ's pool worker body, with taskkit's Redis wait.
     "rq.worker_pool.run_worker": "13053f7a854db475",
@@ -186,15 +190,24 @@ def taskkit_classes() -> list[type]:
 
 
 def overrides() -> dict[tuple[str, str], Any]:
-    """(RQ class, name) -> RQ's member, for every member a taskkit class overrides."""
+    """(RQ class, name) -> RQ's member, for every member a taskkit class overrides.
+
+    A member defined by a taskkit class (a worker class or one of the classes it mixes
+    in) overrides the first RQ class after it, in the MRO of every taskkit class using it.
+    """
     found: dict[tuple[str, str], Any] = {}
     for cls in taskkit_classes():
-        for name in vars(cls):
-            if name.startswith("__"):
+        mro = cls.__mro__
+        for index, defining in enumerate(mro):
+            if _rq_class(defining) or defining is object:
                 continue
-            owner = next((b for b in cls.__mro__[1:] if _rq_class(b) and name in vars(b)), None)
-            if owner is not None:
-                found[(f"{owner.__module__}.{owner.__qualname__}", name)] = vars(owner)[name]
+            for name in vars(defining):
+                if name.startswith("__"):
+                    continue
+                later = mro[index + 1 :]
+                owner = next((b for b in later if _rq_class(b) and name in vars(b)), None)
+                if owner is not None:
+                    found[(f"{owner.__module__}.{owner.__qualname__}", name)] = vars(owner)[name]
     return found
 
 

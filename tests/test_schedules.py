@@ -27,7 +27,6 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq_scheduler import Scheduler as RqScheduler
 
-from taskkit.execution import TaskkitJob, make_worker, prepare_process
 from taskkit.registry import Registry, load
 from taskkit.schedules import (
     SCHEDULED_JOBS_KEY,
@@ -39,6 +38,7 @@ from taskkit.schedules import (
     schedule_id,
     sync,
 )
+from taskkit.worker import TaskkitJob, make_worker, prepare_process
 
 APPS = Path(__file__).parent / "apps"
 T0 = datetime(2030, 1, 1, tzinfo=UTC)

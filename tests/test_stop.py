@@ -24,7 +24,7 @@ from rq.job import JobStatus
 from worker_support import PROBE_JOBS, WorkerCli, wait_for
 
 from taskkit import Registry
-from taskkit.execution import make_worker
+from taskkit.worker import make_worker
 
 pytestmark = pytest.mark.slow
 

@@ -33,7 +33,7 @@ from taskkit import connection
 from taskkit.redaction import scrub
 from taskkit.registry import Registry, load
 from taskkit.schedules import Change, Scheduler
-from taskkit.workers import REDIS_ERRORS, RedisGoneError, die_with_parent
+from taskkit.worker import REDIS_ERRORS, RedisGoneError, die_with_parent
 
 log = logging.getLogger("taskkit.scheduler")
 
@@ -51,7 +51,7 @@ class SchedulerLoop:
     """Runs a :class:`~taskkit.schedules.Scheduler` pass every ``interval`` seconds.
 
     ``redis_timeout`` (None: for ever) bounds how long Redis may be away before
-    :class:`~taskkit.workers.RedisGoneError` ends the loop; ``parent``, when set, is the
+    :class:`~taskkit.worker.RedisGoneError` ends the loop; ``parent``, when set, is the
     worker whose death ends it too.
     """
 

@@ -21,7 +21,7 @@ from worker_support import TESTS, wait_for
 from taskkit import Registry
 from taskkit.config import WorkerConfig
 from taskkit.redis_server import find_redis_server_binary, redis_answers
-from taskkit.workers import recovery_bound
+from taskkit.worker import recovery_bound
 
 FAULT_APPS = TESTS / "apps" / "faultapps"
 FAULT_JOBS = FAULT_APPS / "jobs.yaml"

@@ -22,9 +22,9 @@ from worker_support import REPO_ROOT, WorkerCli, wait_for
 from taskkit import Registry
 from taskkit.config import WorkerConfig
 from taskkit.registry import load
-from taskkit.workers import (
+from taskkit.worker import (
+    TaskkitForkWorker,
     TaskkitSimpleWorker,
-    TaskkitWorker,
     recovery_bound,
     wake_interval,
 )
@@ -39,7 +39,7 @@ OTHER = WorkerConfig(heartbeat_interval=7, heartbeat_grace=11, maintenance_inter
 """Settings with the maintenance wake-up (60 / 3) longer than the heartbeat interval."""
 
 
-W = TypeVar("W", TaskkitWorker, TaskkitSimpleWorker)
+W = TypeVar("W", TaskkitForkWorker, TaskkitSimpleWorker)
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_the_bound_covers_the_heartbeat_a_worker_gives_its_job(
     the last renewal) by the TTL; a simple worker's is set once, at the job's start."""
     job = taskkit_registry.enqueue("attempt", "b")
     assert job.timeout == 180, "the default timeout: 3m"
-    fork = with_settings(TaskkitWorker, settings, taskkit_registry)
+    fork = with_settings(TaskkitForkWorker, settings, taskkit_registry)
     simple = with_settings(TaskkitSimpleWorker, settings, taskkit_registry)
 
     fork_ttl = fork.get_heartbeat_ttl(job)

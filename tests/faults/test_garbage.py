@@ -278,9 +278,8 @@ def test_garbage_in_the_started_registry_and_the_intermediate_list_is_removed(
 def test_a_worker_that_quits_on_an_unexpected_error_says_so(taskkit_registry: Registry) -> None:
     """RQ's loop logs the error and returns as if asked to stop (exit status 0)."""
     from taskkit.errors import WorkerCrashedError
-    from taskkit.execution import make_worker, prepare_process
     from taskkit.testing import _worker_process_state
-    from taskkit.workers import TaskkitQueue
+    from taskkit.worker import TaskkitQueue, make_worker, prepare_process
 
     class Broken(TaskkitQueue):
         @classmethod

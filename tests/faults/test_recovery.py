@@ -34,7 +34,7 @@ from worker_support import WorkerCli, wait_for
 
 from taskkit import Registry
 from taskkit.testing import run_burst_worker
-from taskkit.workers import wake_interval
+from taskkit.worker import wake_interval
 
 pytestmark = pytest.mark.slow
 

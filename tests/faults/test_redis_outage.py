@@ -38,7 +38,7 @@ from taskkit.errors import RedisUnavailableError
 from taskkit.redis_server import EmbeddedRedis
 from taskkit.registry import load
 from taskkit.testing import use_redis
-from taskkit.workers import RedisGoneError, TaskkitSimpleWorker, wait_for_redis
+from taskkit.worker import RedisGoneError, TaskkitSimpleWorker, wait_for_redis
 
 pytestmark = pytest.mark.slow
 

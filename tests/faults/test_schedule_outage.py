@@ -29,7 +29,7 @@ from worker_support import WorkerCli, wait_for
 
 from taskkit.registry import load
 from taskkit.schedules import SCHEDULER_KEY_PREFIX, Scheduler
-from taskkit.workers import RedisGoneError
+from taskkit.worker import RedisGoneError
 
 pytestmark = pytest.mark.slow
 

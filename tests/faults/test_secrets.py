@@ -101,7 +101,7 @@ def test_a_spawned_work_horse_has_no_password_on_its_command_line(
     command_line = Path(f"/proc/{horse}/cmdline").read_bytes()
     assert worker.wait(timeout=60) == 0, worker_cli.stderr(worker)
 
-    assert b"taskkit.spawn" in command_line, command_line
+    assert b"taskkit.worker.spawn" in command_line, command_line
     assert password.encode() not in command_line
     assert status(registry, job) == JobStatus.FINISHED  # it reached the server all the same
 

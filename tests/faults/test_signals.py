@@ -207,7 +207,7 @@ def test_a_stop_while_the_worker_registers_deregisters_it_and_takes_no_job(
     job = taskkit_registry.enqueue("noop")
     script = (
         "import os, signal, sys\n"
-        "from taskkit.execution import make_worker, prepare_process\n"
+        "from taskkit.worker import make_worker, prepare_process\n"
         "from taskkit.registry import load\n"
         "registry = load(sys.argv[1])\n"
         "prepare_process(registry, fork_hygiene=False)\n"

@@ -40,7 +40,7 @@ CONNECTION_VARIABLE = "TASKKIT_HORSE_REDIS"
 _SOURCE = """\
 import sys
 sys.path[:] = {path!r}
-from taskkit.spawn import run_horse
+from taskkit.worker.spawn import run_horse
 run_horse({settings!r}, {worker_key!r}, {job_id!r}, {queue_name!r}, {serializer!r})
 """
 
