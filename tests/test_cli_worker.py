@@ -160,7 +160,8 @@ def test_json_logs_carry_the_job_facts_as_fields(
     done = worker_cli.run("run-worker", "-c", CONFIG, "--burst", "--log-format", "json")
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
-    by_id = {r["job_id"]: r for r in records if r.get("logger") == "taskkit.worker" and "job_id" in r}
+    lines = [r for r in records if r.get("logger") == "taskkit.worker" and "job_id" in r]
+    by_id = {r["job_id"]: r for r in lines}
     assert by_id[ok.id]["job"] == "noop"
     assert by_id[ok.id]["queue"] == "default"
     assert by_id[ok.id]["outcome"] == "ok"
