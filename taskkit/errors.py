@@ -72,3 +72,7 @@ class AppFactoryError(TaskkitError):
 
 class ScheduleError(TaskkitError):
     """A schedule operation that cannot be carried out."""
+
+
+class QueueError(TaskkitError):
+    """A queue operation that cannot be carried out (an unknown queue, a drain that timed out)."""
