@@ -835,7 +835,7 @@ def _with_clean_errors(invoke: Callable[[click.Context], Any]) -> Callable[[clic
     return wrapped
 
 
-# The operator commands (queues) live in a module of their own; importing it
+# The operator commands (queues, dashboard) live in a module of their own; importing it
 # adds them to ``cli``. At the end, since it uses the options defined above.
 import taskkit.cli_ops  # noqa: E402, F401
 

@@ -1,4 +1,4 @@
-"""The operator commands: ``taskkit queues list|pause|resume|drain``.
+"""The operator commands: ``taskkit queues list|pause|resume|drain`` and ``taskkit dashboard``.
 
 Importing this module adds them to :data:`taskkit.cli.cli` (``taskkit.cli`` imports it),
 so they are ``flask taskkit ...`` commands too. Thin, as every command: one call each.
@@ -7,7 +7,9 @@ so they are ``flask taskkit ...`` commands too. Thin, as every command: one call
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -88,6 +90,42 @@ def queues_drain(config_path: Path | None, name: str, timeout: int) -> None:
     click.echo(f"queue {name} is drained (waited {took:.1f} s)")
 
 
-cli.add_command(queues)
+@click.command()
+@config_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=9181, show_default=True)
+@click.option(
+    "--token",
+    envvar="TASKKIT_DASHBOARD_TOKEN",
+    default=None,
+    help="Required off loopback: the password (any user name) or Bearer token people "
+    "need [default: $TASKKIT_DASHBOARD_TOKEN; prefer it: `ps` shows command lines].",
+)
+def dashboard(config_path: Path | None, host: str, port: int, token: str | None) -> None:
+    """Serve the dashboard alone (waitress if installed, else Flask's server)."""
+    from taskkit.dashboard import server
 
-__all__ = ["queues"]
+    server.check_binding(host, token or None)
+    registry = _registry(config_path)
+    app = server.create_app(registry, token=token or None)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(
+        f"taskkit dashboard for {registry.path} on http://{shown}:{port}/ "
+        f"({server.server_name()}{', token required' if token else ''}); Ctrl-C stops it",
+        err=True,
+    )
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.serve(app, host, port)
+    except KeyboardInterrupt:
+        return
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+cli.add_command(queues)
+cli.add_command(dashboard)
+
+__all__ = ["dashboard", "queues"]

@@ -76,3 +76,7 @@ class ScheduleError(TaskkitError):
 
 class QueueError(TaskkitError):
     """A queue operation that cannot be carried out (an unknown queue, a drain that timed out)."""
+
+
+class DashboardError(TaskkitError):
+    """The dashboard cannot be mounted or served as asked (no ``auth``, no token off loopback)."""
