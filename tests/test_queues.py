@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -163,6 +165,14 @@ def test_a_worker_whose_queues_are_all_paused_waits_without_busy_looping(
 # -- real workers on every host and class ---------------------------------------------------------
 
 
+def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        process.wait(timeout=60)
+
+
 def _worker_count(conn: redis.Redis) -> int:
     return len(Worker.all(connection=conn))
 
@@ -177,37 +187,41 @@ def test_two_workers_and_a_pool_skip_a_paused_queue_and_take_it_up_on_resume(
         worker_cli.start("run-worker", "-c", str(ops_config), "--worker-class", "simple", *fast),
         worker_cli.start("run-worker", "-c", str(ops_config), "--processes", "2", *fast),
     ]
-    wait_for(lambda: _worker_count(redis_conn) == 4, timeout=90, what="4 workers")
+    try:
+        wait_for(lambda: _worker_count(redis_conn) == 4, timeout=90, what="4 workers")
 
-    assert invoke("queues", "pause", "high", "-c", str(ops_config))[0] == 0
-    logs = lambda: "".join(worker_cli.stderr(p) for p in started)  # noqa: E731
-    wait_for(
-        lambda: logs().count("paused queues: high; taking jobs from default") == 4,
-        timeout=60,
-        what="every worker to log that it skips queue high",
-    )
-    # Queue high comes first: a worker that ignored the pause would take these first.
-    held = [ops.enqueue("login", user=f"u{i}", password="pw") for i in range(6)]
-    blockers = [ops.enqueue("block_until", key=f"hold-{i}") for i in range(4)]
-    wait_for(
-        lambda: all(redis_conn.exists(f"hold-{i}:running") for i in range(4)),
-        timeout=60,
-        what="each of the 4 workers to take a job of queue default",
-    )
-    assert ops.queue("high").get_job_ids() == [job.id for job in held]
-    for i in range(4):
-        redis_conn.set(f"hold-{i}", 1)
-    wait_for(lambda: all(b.get_status(refresh=True) == "finished" for b in blockers), timeout=60)
-    assert ops.queue("high").count == 6
+        assert invoke("queues", "pause", "high", "-c", str(ops_config))[0] == 0
+        logs = lambda: "".join(worker_cli.stderr(p) for p in started)  # noqa: E731
+        wait_for(
+            lambda: logs().count("paused queues: high; taking jobs from default") == 4,
+            timeout=60,
+            what="every worker to log that it skips queue high",
+        )
+        # Queue high comes first: a worker that ignored the pause would take these first.
+        held = [ops.enqueue("login", user=f"u{i}", password="pw") for i in range(6)]
+        blockers = [ops.enqueue("block_until", key=f"hold-{i}") for i in range(4)]
+        wait_for(
+            lambda: all(redis_conn.exists(f"hold-{i}:running") for i in range(4)),
+            timeout=60,
+            what="each of the 4 workers to take a job of queue default",
+        )
+        assert ops.queue("high").get_job_ids() == [job.id for job in held]
+        for i in range(4):
+            redis_conn.set(f"hold-{i}", 1)
+        finished = lambda: all(b.get_status(refresh=True) == "finished" for b in blockers)  # noqa: E731
+        wait_for(finished, timeout=60, what="the blocking jobs to finish")
+        assert ops.queue("high").count == 6
 
-    assert invoke("queues", "resume", "high", "-c", str(ops_config))[0] == 0
-    wait_for(
-        lambda: all(job.get_status(refresh=True) == "failed" for job in held),
-        timeout=60,
-        what="the jobs of queue high to run after the resume",
-    )
-    for process in started:
-        assert worker_cli.stop(process) == 0
+        assert invoke("queues", "resume", "high", "-c", str(ops_config))[0] == 0
+        wait_for(
+            lambda: all(job.get_status(refresh=True) == "failed" for job in held),
+            timeout=60,
+            what="the jobs of queue high to run after the resume",
+        )
+        for process in started:
+            assert worker_cli.stop(process) == 0
+    finally:
+        _stop_all(started)  # a pool's workers outlive a SIGKILLed parent
 
 
 @pytest.mark.slow
