@@ -618,12 +618,13 @@ def _show_refresh(current: Any, as_json: bool, interval: float) -> None:
 def _print_status(current: Any) -> None:
     _table(
         "QUEUES",
-        ("name", "queued", "started", "scheduled", "deferred", "failed", "finished"),
+        ("name", "queued", "started", "scheduled", "deferred", "failed", "finished", "state"),
         [
-            (q.name, q.queued, q.started, q.scheduled, q.deferred, q.failed, q.finished)
+            (q.name, q.queued, q.started, q.scheduled, q.deferred, q.failed, q.finished,
+             "paused" if q.paused else "active")
             for q in current.queues
         ],
-    )
+    )  # fmt: skip
     _table(
         f"WORKERS ({len(current.workers)})",
         ("host", "pid", "state", "queues", "current job", "ok", "failed"),
@@ -856,5 +857,9 @@ def _with_clean_errors(invoke: Callable[[click.Context], Any]) -> Callable[[clic
 
     return wrapped
 
+
+# The operator commands (queues, dashboard) live in a module of their own; importing it
+# adds them to ``cli``. At the end, since it uses the options defined above.
+import taskkit.cli_ops  # noqa: E402, F401
 
 __all__ = ["cli", "flask_group", "main"]

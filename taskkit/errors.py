@@ -85,3 +85,11 @@ class WorkerCrashedError(TaskkitError):
             "starts it again; please report it"
         )
         self.error = error
+
+
+class QueueError(TaskkitError):
+    """A queue operation that cannot be carried out (an unknown queue, a drain that timed out)."""
+
+
+class DashboardError(TaskkitError):
+    """The dashboard cannot be mounted or served as asked (no ``auth``, no token off loopback)."""

@@ -14,7 +14,10 @@ from typing import Any
 from flask import Flask, current_app, has_app_context
 from rq.job import Job
 
+from taskkit.errors import DashboardError
 from taskkit.registry import Registry, load
+
+_NOT_GIVEN: Any = object()
 
 
 class TaskKit:
@@ -24,13 +27,30 @@ class TaskKit:
     ``$TASKKIT_CONFIG``, else ``./jobs.yaml``. Eager mode (jobs run at once, in the
     caller's context, no Redis) comes from ``eager=``, else ``app.config["TASKKIT_EAGER"]``,
     else ``$TASKKIT_EAGER``.
+
+    ``dashboard="/taskkit"`` mounts the dashboard there (:mod:`taskkit.dashboard`); it
+    needs ``dashboard_auth=``, a callable that lets people in, or ``None`` said on purpose.
     """
 
     def __init__(
-        self, app: Flask | None = None, *, config: str | None = None, eager: bool | None = None
+        self,
+        app: Flask | None = None,
+        *,
+        config: str | None = None,
+        eager: bool | None = None,
+        dashboard: str | None = None,
+        dashboard_auth: Any = _NOT_GIVEN,
     ) -> None:
         self._config = config
         self._eager = eager
+        self._dashboard = dashboard
+        self._dashboard_auth = dashboard_auth
+        if dashboard is not None and dashboard_auth is _NOT_GIVEN:
+            raise DashboardError(
+                f"TaskKit(app, dashboard={dashboard!r}) needs dashboard_auth=: a callable "
+                "that returns True for people allowed in, or dashboard_auth=None to leave "
+                "the dashboard open to anyone who can reach the app, on purpose"
+            )
         self._app: Flask | None = None
         if app is not None:
             self.init_app(app)
@@ -53,6 +73,11 @@ class TaskKit:
 
         if "taskkit" not in app.cli.commands:
             app.cli.add_command(flask_group())
+        if self._dashboard is not None:
+            from taskkit.dashboard import blueprint
+
+            bp = blueprint(auth=self._dashboard_auth)
+            app.register_blueprint(bp, url_prefix=self._dashboard.rstrip("/") or None)
 
     def _state(self) -> _State:
         app = current_app._get_current_object() if has_app_context() else self._app  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ ones ``rq info`` and rq-dashboard show too.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from rq import Worker
 from rq.job import Job
 
 from taskkit import connection
+from taskkit.queues import PAUSED_KEY
 from taskkit.registry import META_KEY, Registry
 from taskkit.schedules import SCHEDULER_KEY_PREFIX, describe
 
@@ -22,7 +23,7 @@ REGISTRIES = ("started", "scheduled", "deferred", "failed", "finished")
 
 @dataclass(frozen=True)
 class QueueStatus:
-    """Job counts of one queue, by state."""
+    """Job counts of one queue, by state, and whether it is paused (``taskkit queues``)."""
 
     name: str
     queued: int
@@ -31,6 +32,7 @@ class QueueStatus:
     deferred: int
     failed: int
     finished: int
+    paused: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,14 @@ def _collect(registry: Registry, url: str) -> Status:
             pipe.llen(queue.key)
             for kind in REGISTRIES:
                 pipe.zcard(getattr(queue, f"{kind}_job_registry").key)
-        counts = pipe.execute()
+        pipe.smembers(PAUSED_KEY)
+        *counts, paused = pipe.execute()
     width = 1 + len(REGISTRIES)
+    paused_names = {n.decode() if isinstance(n, bytes) else n for n in paused}
     queues = [
         QueueStatus(name, *counts[i * width : (i + 1) * width]) for i, name in enumerate(names)
     ]
+    queues = [replace(queue, paused=queue.name in paused_names) for queue in queues]
     return Status(
         redis=str(url),
         queues=queues,

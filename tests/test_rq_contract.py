@@ -112,6 +112,7 @@ PRIVATE: dict[str, str] = {
     "_func_name": "job",
     "_horse_pid": "worker",
     "_job": "execution",
+    "_ordered_queues": "worker",
     "_process": "scheduler",
     "_pubsub_exception_handler": "worker",
     "_result": "job",

@@ -77,8 +77,8 @@ def test_the_table_shows_queues_workers_schedules_and_the_redis_url(
 
     assert done.exit_code == 0, done.output
     lines = done.output.splitlines()
-    assert "  name     queued  started  scheduled  deferred  failed  finished" in lines
-    assert "  default  1       0        0          0         0       0" in lines
+    assert "  name     queued  started  scheduled  deferred  failed  finished  state" in lines
+    assert "  default  1       0        0          0         0       0         active" in lines
     assert "WORKERS (0)" in lines
     assert "SCHEDULES (schedulers running: 0)" in lines
     assert any(line.split()[:3] == ["hourly-ping", "ping", "not"] for line in lines)

@@ -11,6 +11,7 @@ from taskkit.schedules.firing import Due as Due
 from taskkit.schedules.firing import Scheduler as Scheduler
 from taskkit.schedules.firing import Tick as Tick
 from taskkit.schedules.firing import run_now as run_now
+from taskkit.schedules.store import BY_HAND as BY_HAND
 from taskkit.schedules.store import DEFAULT_GRACE as DEFAULT_GRACE
 from taskkit.schedules.store import ID_PREFIX as ID_PREFIX
 from taskkit.schedules.store import SCHEDULED_JOBS_KEY as SCHEDULED_JOBS_KEY
@@ -27,6 +28,7 @@ from taskkit.schedules.views import ScheduleView as ScheduleView
 from taskkit.schedules.views import describe as describe
 
 __all__ = [
+    "BY_HAND",
     "DEFAULT_GRACE",
     "ID_PREFIX",
     "SCHEDULED_JOBS_KEY",

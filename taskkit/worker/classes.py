@@ -27,6 +27,7 @@ from taskkit.worker.horses import Horses, _HorseOutcome
 from taskkit.worker.job import TaskkitJob, _declared_job
 from taskkit.worker.joblog import _log_ok
 from taskkit.worker.outages import Outages
+from taskkit.worker.pausing import Pausing
 from taskkit.worker.recovery import Recovery
 from taskkit.worker.retries import Retries
 from taskkit.worker.rq_scheduler import RqSchedulerProcess
@@ -38,7 +39,9 @@ log = logging.getLogger("taskkit.worker")
 WorkerClassName = Literal["fork", "simple", "spawn"]
 
 
-class TaskkitForkWorker(Stopping, Outages, Recovery, Retries, RqSchedulerProcess, Horses, Worker):
+class TaskkitForkWorker(
+    Pausing, Stopping, Outages, Recovery, Retries, RqSchedulerProcess, Horses, Worker
+):
     """RQ's forking worker (a work horse per job), with taskkit's bends."""
 
     _outcome: _HorseOutcome | None = None
@@ -118,7 +121,9 @@ class TaskkitForkWorker(Stopping, Outages, Recovery, Retries, RqSchedulerProcess
                 _log_ok(declared, job, elapsed)
 
 
-class TaskkitSimpleWorker(Stopping, Outages, Recovery, Retries, RqSchedulerProcess, SimpleWorker):
+class TaskkitSimpleWorker(
+    Pausing, Stopping, Outages, Recovery, Retries, RqSchedulerProcess, SimpleWorker
+):
     """RQ's simple worker (jobs run in the worker process), with taskkit's policies.
 
     It cannot renew a job's heartbeat while the job runs: its job is recovered at most
