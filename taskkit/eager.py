@@ -19,6 +19,8 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
+from taskkit.progress import current_job
+
 if TYPE_CHECKING:
     from taskkit.registry import DeclaredJob, Registry
 
@@ -86,7 +88,8 @@ def run_eagerly(
     job = _new_job(declared, args, kwargs)
     job.started_at = now()
     try:
-        job._result = registry.call(declared, args, kwargs)
+        with current_job(job):  # get_current_job() and taskkit.progress() see it, as in a worker
+            job._result = registry.call(declared, args, kwargs)
     except Exception:
         job.ended_at = now()
         job._status = JobStatus.FAILED

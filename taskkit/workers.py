@@ -51,7 +51,9 @@ from rq.worker_pool import WorkerData, WorkerPool
 from rq.worker_registration import clean_worker_registry, register
 
 from taskkit.config import WorkerConfig
+from taskkit.metrics import JobMetrics
 from taskkit.spawn import spawn_horse
+from taskkit.tracing import JobTracing
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -158,7 +160,9 @@ class TaskkitScheduler(RQScheduler):
             log.warning("the scheduler stopped: lost Redis (%s); it restarts later", _reason(error))
 
 
-class _Policies(BaseWorker):
+# JobMetrics: each job's outcome rides on the transaction RQ sends when it ends;
+# JobTracing: each job runs in a consumer span continuing its enqueue's trace.
+class _Policies(JobMetrics, JobTracing, BaseWorker):
     """What every taskkit worker changes in RQ's: maintenance, Redis outages, queues."""
 
     settings: ClassVar[WorkerConfig] = WorkerConfig()
