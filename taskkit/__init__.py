@@ -6,6 +6,9 @@ from taskkit.errors import RedisUnavailableError as RedisUnavailableError
 from taskkit.errors import TaskkitError as TaskkitError
 from taskkit.errors import UndeclaredJobError as UndeclaredJobError
 from taskkit.errors import UnknownJobError as UnknownJobError
+from taskkit.progress import Progress as Progress
+from taskkit.progress import progress as progress
+from taskkit.progress import progress_of as progress_of
 from taskkit.registry import Registry as Registry
 from taskkit.registry import load as load
 
@@ -15,6 +18,7 @@ __version__ = "0.2.0"
 __all__ = [
     "ConfigError",
     "JobArgumentsError",
+    "Progress",
     "RedisUnavailableError",
     "Registry",
     "TaskkitError",
@@ -22,4 +26,6 @@ __all__ = [
     "UnknownJobError",
     "__version__",
     "load",
+    "progress",
+    "progress_of",
 ]

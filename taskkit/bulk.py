@@ -25,6 +25,7 @@ from rq.utils import now, utcformat
 
 from taskkit.errors import JobArgumentsError
 from taskkit.redaction import REDACTED, is_secret_name, positional_names, redact
+from taskkit.tracing import TRACE_KEY
 
 if TYPE_CHECKING:
     import redis
@@ -70,6 +71,7 @@ class Plan:
         encode: Callable[[Any], bytes] = queue.connection.get_encoder().encode
         self.items: list[EncodableT] = [encode(x) for pair in fields.items() for x in pair]
         self.slots = tuple(2 * list(fields).index(name) + 1 for name in PER_JOB_FIELDS)
+        self.meta_slot = 2 * list(fields).index("meta") + 1  # the template always has meta
         self._job_class = type(template)
         self._state = dict(vars(template))
         # Lists and dicts a shallow copy would share between jobs (meta, retry intervals).
@@ -149,13 +151,17 @@ class Batch:
         description = plan.describe(args, kwargs)
         self._entries.append((plan, plan.job(args, kwargs, description), data, description))
 
-    def send(self, connection: redis.Redis) -> list[Job]:
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def send(self, connection: redis.Redis, trace: dict[str, str] | None = None) -> list[Job]:
         """Write every job as ``Queue.enqueue_job`` would, in one transaction; the jobs.
 
         Per job one HSET of the whole hash (RQ's extra HSET of ``status`` alone writes
         the value the full hash has too); per queue one SADD and one RPUSH of all its
         job ids in call order. Each command costs redis-py a Python-level pack and a
         QUEUED reply to parse: per-job RPUSHes measured ~15-20% of a batch.
+        ``trace`` (see :mod:`taskkit.tracing`) goes into every job's meta.
         """
         queues = {id(plan.queue): plan.queue for plan, *_ in self._entries}
         versions = {key: queue.get_redis_server_version() for key, queue in queues.items()}
@@ -172,6 +178,9 @@ class Batch:
                 items[enqueued] = stamp
                 items[data_slot] = data
                 items[description_slot] = description
+                if trace is not None:
+                    job.meta[TRACE_KEY] = trace
+                    items[plan.meta_slot] = plan.queue.serializer.dumps(job.meta)
                 pipe.hset(job.key, items=items)
             # The same list RQ's one RPUSH per job leaves, in one command per queue.
             ids: dict[str, list[str]] = {}

@@ -649,7 +649,42 @@ def _print_status(current: Any) -> None:
 def _current_job(worker: Any) -> str:
     if not worker.current_job:
         return "-"
-    return f"{worker.current_job_name or '?'} {worker.current_job}"
+    shown = f"{worker.current_job_name or '?'} {worker.current_job}"
+    return f"{shown} ({worker.current_job_progress})" if worker.current_job_progress else shown
+
+
+@cli.command()
+@config_option
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve GET /metrics on this port until stopped (without it: print them once).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+def metrics(config_path: Path | None, port: int | None, host: str) -> None:
+    """Prometheus metrics of the queues, workers, jobs and schedules (all hosts)."""
+    import signal
+
+    from taskkit.metrics import make_server, render_metrics
+
+    registry = _registry(config_path)
+    if port is None:
+        click.echo(render_metrics(registry)[0].decode(), nl=False)
+        return
+    server = make_server(registry, host, port)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    click.echo(f"taskkit metrics: serving http://{host}:{server.server_port}/metrics", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        return
+    finally:
+        server.server_close()
 
 
 @cli.group()
@@ -690,6 +725,7 @@ def _failed_dict(job: Any) -> dict[str, Any]:
         "failed_at": job.failed_at.isoformat() if job.failed_at else None,
         "reason": job.reason,
         "exc_info": job.exc_info,
+        "progress": job.progress.as_dict() if job.progress else None,
     }
 
 
@@ -711,6 +747,8 @@ def failed_show(config_path: Path | None, job_id: str, as_json: bool) -> None:
     click.echo(f"failed:  {job.failed_at.isoformat() if job.failed_at else '-'}")
     click.echo(f"args:    {json.dumps(job.args, default=str)}")
     click.echo(f"kwargs:  {json.dumps(job.kwargs, default=str)}")
+    if job.progress is not None:
+        click.echo(f"progress: {job.progress} (reported {_when(job.progress.at)})")
     click.echo("\n" + (job.exc_info.rstrip() or "(no exception recorded)"))
 
 

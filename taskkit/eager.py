@@ -24,6 +24,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 
 from taskkit.logs import escape_controls
+from taskkit.progress import current_job
 
 if TYPE_CHECKING:
     from taskkit.registry import DeclaredJob, Registry
@@ -94,9 +95,10 @@ def run_eagerly(
     job = _new_job(declared, args, kwargs)
     job.started_at = now()
     try:
-        job._result = registry.call(
-            declared, args, kwargs, partial(_log_teardown_error, declared, job.id)
-        )
+        with current_job(job):  # get_current_job() and taskkit.progress() see it, as in a worker
+            job._result = registry.call(
+                declared, args, kwargs, partial(_log_teardown_error, declared, job.id)
+            )
     except Exception:
         job.ended_at = now()
         job._status = JobStatus.FAILED

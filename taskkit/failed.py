@@ -18,6 +18,7 @@ from rq.results import Result
 
 from taskkit import connection
 from taskkit.config import SecretUrl
+from taskkit.progress import Progress, progress_of
 from taskkit.redaction import redact_call, scrub
 from taskkit.registry import META_KEY, Registry
 
@@ -33,6 +34,7 @@ class FailedJob:
     kwargs: dict[str, Any]
     failed_at: datetime | None
     exc_info: str
+    progress: Progress | None = None  # what the job last reported before it failed
 
     @property
     def reason(self) -> str:
@@ -104,6 +106,7 @@ def _load(registry: Registry, queue: str, job_id: str) -> FailedJob | None:
         kwargs=shown_kwargs,
         failed_at=job.ended_at,
         exc_info=scrub(_exception_text(job), secrets),
+        progress=progress_of(job),
     )
 
 

@@ -97,6 +97,10 @@ class TaskKit:
         """Enqueue job ``name`` (or, in eager mode, run it now in this app's context)."""
         return self._state().submit(name, args, kwargs)
 
+    def fetch(self, job_id: str) -> Job | None:
+        """The job ``job_id`` read with the right serializer, or None; see Registry.fetch."""
+        return self._state().fetch(job_id)
+
     def enqueue_in(self, delay: timedelta, name: str, /, *args: Any, **kwargs: Any) -> Job:
         """Enqueue job ``name`` to run after ``delay`` (in eager mode: run it now)."""
         return self._state().enqueue_in(delay, name, *args, **kwargs)
@@ -120,6 +124,10 @@ class _State:
     def enqueue(self, name: str, /, *args: Any, **kwargs: Any) -> Job:
         """Enqueue, or run at once in this app's context when eager."""
         return self.submit(name, args, kwargs)
+
+    def fetch(self, job_id: str) -> Job | None:
+        """The job ``job_id`` (in eager mode: one this process ran), or None."""
+        return self.registry.fetch(job_id, eager=self.eager)
 
     def enqueue_in(self, delay: timedelta, name: str, /, *args: Any, **kwargs: Any) -> Job:
         """Enqueue to run after ``delay`` (when eager: run now)."""

@@ -24,10 +24,11 @@ from typing import Any, TypeVar
 
 import redis
 from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer, PickleSerializer
 
-from taskkit import connection
+from taskkit import connection, tracing
 from taskkit.bulk import Batch, Plan
 from taskkit.config import (
     EffectiveJob,
@@ -53,6 +54,8 @@ T = TypeVar("T")
 
 META_KEY = "taskkit_job"
 """The job meta field that names the declared job, so shared callables stay apart."""
+EAGER_JOBS_KEPT = 1000
+"""How many of its eager jobs a registry keeps for :meth:`Registry.fetch`."""
 
 
 def default_config_path() -> Path:
@@ -108,6 +111,7 @@ class Registry:
         self._queues: dict[str, Queue] = {}
         self._plans: dict[str, Plan] = {}
         self._by_func: dict[str, list[DeclaredJob]] = {}
+        self._eager_jobs: dict[str, Job] = {}  # for fetch(), oldest first
         for job in jobs.values():
             self._by_func.setdefault(job.settings.rq_func_name, []).append(job)
 
@@ -268,7 +272,8 @@ class Registry:
         batch = Batch()
         for name, args, kwargs in calls:
             batch.add(self._plan(name), tuple(args), dict(kwargs))
-        return self._write("enqueue jobs", lambda: batch.send(self.connection))
+        with tracing.batch_trace(len(batch)) as trace:  # one producer span for the batch
+            return self._write("enqueue jobs", lambda: batch.send(self.connection, trace))
 
     def _plan(self, name: str) -> Plan:
         """The bulk template of job ``name``, made on first use by RQ's own ``create_job``."""
@@ -279,7 +284,7 @@ class Registry:
             plan = Plan(
                 declared,
                 self.queue(declared.settings.queue),
-                self._create(declared, (), {}),
+                self._create(declared, (), {}, traced=False),
                 lambda args, kwargs: _check_serializable(declared, args, kwargs, wire),
             )
             self._plans[name] = plan
@@ -323,9 +328,16 @@ class Registry:
         _check_serializable(declared, args, kwargs, _WIRES[self.config.serializer])
         return declared, args, kwargs
 
-    def _create(self, declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
+    def _create(
+        self,
+        declared: DeclaredJob,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        traced: bool = True,
+    ) -> Job:
         settings = declared.settings
-        return self.queue(settings.queue).create_job(
+        job = self.queue(settings.queue).create_job(
             settings.rq_func_name,
             args=args,
             kwargs=kwargs,
@@ -339,13 +351,46 @@ class Registry:
             retry=declared.retry,
             meta={META_KEY: settings.name},
         )
+        if traced:  # every job enqueued, scheduled or fired comes here (not bulk templates)
+            tracing.start_trace(job, settings.name, settings.queue)
+        return job
 
     def _run_eagerly(
         self, declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Job:
         from taskkit.eager import run_eagerly
 
-        return run_eagerly(self, declared, args, kwargs)
+        job = run_eagerly(self, declared, args, kwargs)
+        self._remember_eager(job)
+        return job
+
+    # -- job handles -----------------------------------------------------------------
+
+    def fetch(self, job_id: str, *, eager: bool | None = None) -> Job | None:
+        """The job ``job_id``, read with this registry's connection and serializer.
+
+        None when Redis holds no such job (never enqueued, or gone after its
+        ``result_ttl``/``failure_ttl``) or ``job_id`` is not a job id at all, so a web view
+        can answer 404. RQ's own ``Job.fetch`` reads with pickle unless told otherwise,
+        and shows a JSON job's meta as ``{'unserialized': ...}``. In eager mode the jobs
+        this process ran recently are found in memory (no Redis needed); ``eager``
+        overrides :attr:`eager` as in :meth:`submit`. Progress: :func:`taskkit.progress_of`.
+        """
+        if self.eager if eager is None else eager:
+            return self._eager_jobs.get(job_id)
+
+        def read() -> Job | None:
+            try:
+                return Job.fetch(job_id, connection=self.connection, serializer=self.serializer)
+            except (NoSuchJobError, ValueError):  # ValueError: not a valid RQ job id
+                return None
+
+        return connection.call(self.redis_url, "fetch a job", read)
+
+    def _remember_eager(self, job: Job) -> None:
+        self._eager_jobs[job.id] = job
+        while len(self._eager_jobs) > EAGER_JOBS_KEPT:
+            del self._eager_jobs[next(iter(self._eager_jobs))]
 
     def call(
         self,

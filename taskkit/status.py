@@ -14,6 +14,7 @@ from rq import Worker
 from rq.job import Job
 
 from taskkit import connection
+from taskkit.progress import progress_of
 from taskkit.queues import PAUSED_KEY
 from taskkit.registry import META_KEY, Registry
 from taskkit.schedules import SCHEDULER_KEY_PREFIX, describe
@@ -49,6 +50,7 @@ class WorkerStatus:
     successful: int
     failed: int
     last_heartbeat: str | None
+    current_job_progress: str | None = None  # "40% exported 400 rows", as the job reported
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ def _workers(registry: Registry) -> list[WorkerStatus]:
         executions = worker.get_current_executions()
         job_id = executions[0].job_id if executions else worker.get_current_job_id()
         heartbeat = worker.last_heartbeat
+        name, progress = _job_name(registry, job_id) if job_id else (None, None)
         found.append(
             WorkerStatus(
                 name=worker.name,
@@ -128,23 +131,26 @@ def _workers(registry: Registry) -> list[WorkerStatus]:
                 state=str(worker.get_state()),
                 queues=worker.queue_names(),
                 current_job=job_id,
-                current_job_name=_job_name(registry, job_id) if job_id else None,
+                current_job_name=name,
                 successful=worker.successful_job_count,
                 failed=worker.failed_job_count,
                 last_heartbeat=heartbeat.isoformat() if heartbeat else None,
+                current_job_progress=progress,
             )
         )
     return sorted(found, key=lambda w: (w.host or "", w.pid or 0))
 
 
-def _job_name(registry: Registry, job_id: str) -> str | None:
-    """The jobs.yaml name of a running job (from its meta), else RQ's function name."""
+def _job_name(registry: Registry, job_id: str) -> tuple[str | None, str | None]:
+    """The jobs.yaml name of a running job (from its meta), else RQ's function name; and
+    the progress it reported, if any."""
     try:
         job = Job.fetch(job_id, connection=registry.connection, serializer=registry.serializer)
         name = job.meta.get(META_KEY) if isinstance(job.meta, dict) else None
-        return str(name or job.func_name)
+        progress = progress_of(job)
+        return str(name or job.func_name), str(progress) if progress else None
     except Exception:  # gone meanwhile, or written by a producer we cannot read
-        return None
+        return None, None
 
 
 def _schedules(registry: Registry) -> list[ScheduleStatus]:

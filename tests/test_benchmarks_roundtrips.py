@@ -4,8 +4,9 @@ A behaviour users rely on: running a job through taskkit (declared-job check, ap
 context, log line) costs no more Redis traffic per job than a bare RQ worker of the same
 class, and less: its heartbeats go in one round trip and at most once a second, and it
 does not write a state Redis already holds (taskkit/worker/outages.py). No command is sent more
-often than bare RQ sends it. benchmarks/bench_roundtrips.py counts what redis-py sends,
-per job.
+often than bare RQ sends it, except the two HINCRBYs that count the job for /metrics
+(taskkit/worker/metering.py), which ride in the transaction RQ sends when the job ends: commands,
+not round trips. benchmarks/bench_roundtrips.py counts what redis-py sends, per job.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_roundtrips.py"
 
 pytestmark = pytest.mark.slow
+
+METRICS_COMMANDS = {"HINCRBY": 2}
+"""Per job: the job's count (by outcome and run time bucket) and its run time's sum."""
 
 
 @pytest.mark.parametrize("worker_class", ["simple", "fork"])
@@ -41,6 +45,6 @@ def test_taskkit_workers_make_fewer_round_trips_than_bare_rq(
     more = {
         name: (sent, theirs["by_command"].get(name, 0))
         for name, sent in ours["by_command"].items()
-        if sent > theirs["by_command"].get(name, 0)
+        if sent > theirs["by_command"].get(name, 0) + METRICS_COMMANDS.get(name, 0)
     }
     assert not more, f"commands taskkit sends more often than bare RQ: {more}"

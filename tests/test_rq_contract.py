@@ -72,12 +72,22 @@ OVERRIDES: dict[tuple[str, str], str | None] = {
     ("rq.worker.base.BaseWorker", "handle_job_failure"): (
         "self, job, queue, started_job_registry=, exc_string=, execution="
     ),
+    ("rq.worker.base.BaseWorker", "handle_job_retry"): (
+        "self, job, queue, retry, started_job_registry, execution"
+    ),
+    ("rq.worker.base.BaseWorker", "handle_job_success"): (
+        "self, job, queue, started_job_registry, execution"
+    ),
     ("rq.worker.base.BaseWorker", "handle_work_horse_killed"): "self, job, retpid, ret_val, rusage",
     ("rq.worker.base.BaseWorker", "increment_failed_job_count"): "self, pipeline=",
     ("rq.worker.base.BaseWorker", "heartbeat"): "self, timeout=, pipeline=",
+    # worker.metering.Metering: RQ calls exactly one of these per ended job, in its pipeline.
+    ("rq.worker.base.BaseWorker", "increment_successful_job_count"): "self, pipeline=",
     ("rq.worker.base.BaseWorker", "main_work_horse"): "self, job, queue",
     ("rq.worker.base.BaseWorker", "maintain_heartbeats"): "self, job, execution",
     ("rq.worker.base.BaseWorker", "max_connection_wait_time"): None,
+    # taskkit.worker.tracing.Tracing: the job runs inside its consumer span.
+    ("rq.worker.base.BaseWorker", "perform_job"): "self, job, queue, execution",
     ("rq.worker.base.BaseWorker", "reorder_queues"): "self, reference_queue",
     ("rq.worker.base.BaseWorker", "request_force_stop"): "self, signum, frame",
     ("rq.worker.base.BaseWorker", "request_stop"): "self, signum, frame",
@@ -104,6 +114,8 @@ OVERRIDES: dict[tuple[str, str], str | None] = {
 # Every private attribute or method of RQ's that taskkit reads, writes or calls, and an
 # object of RQ's (built by the ``rq_objects`` fixture) that must have it.
 PRIVATE: dict[str, str] = {
+    # taskkit.progress: get_current_job() in eager mode, as Job.perform sets it.
+    "_current_job": "job_module",
     "_deserialize_data": "job",
     "_dump_worker_config": "spawn_worker",
     "_exc_handlers": "worker",
@@ -119,10 +131,11 @@ PRIVATE: dict[str, str] = {
     "_serializer_arg": "worker",
     "_shutdown_requested_date": "worker",
     "_start_scheduler": "worker",
+    # taskkit.metrics: a job stopped on request (rq job stop) is failed, never retried.
+    "_stopped_job_id": "worker",
     "_state": "worker",
     "_status": "job",
     "_stop_requested": "worker",
-    "_stopped_job_id": "worker",
     "_stopped_callback_name": "job",
     "_success_callback_name": "job",
 }
@@ -254,6 +267,7 @@ def rq_objects(redis_conn: redis.Redis) -> dict[str, Any]:
         "scheduler": RQScheduler([queue], connection=redis_conn),
         "execution": Execution("contract", job.id, connection=redis_conn),
         "queue": queue,
+        "job_module": importlib.import_module("rq.job"),
     }
 
 

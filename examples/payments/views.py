@@ -1,9 +1,12 @@
-"""HTTP views: complete a payment (which enqueues its receipt) and show receipts."""
+"""HTTP views: complete a payment (which enqueues its receipt), show receipts, and a job's
+status and progress for a page that polls it."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, jsonify
 from sqlalchemy import func, select
+
+import taskkit
 
 from .db import db
 from .models import COMPLETED, PENDING, Payment, Receipt
@@ -42,3 +45,21 @@ def receipt(payment_id: int) -> Response:
     if found is None:
         abort(404)
     return Response(found.body, mimetype="text/plain")
+
+
+@bp.get("/jobs/<job_id>")
+def job_status(job_id: str) -> tuple[Response, int]:
+    """A job's status and progress, for a page that polls it every few seconds.
+
+    ``fetch`` reads the job with jobs.yaml's serializer (RQ's own ``Job.fetch`` would read
+    a JSON job with pickle) and returns None for an unknown or expired id.
+    """
+    job = current_app.extensions["taskkit"].fetch(job_id)
+    if job is None:
+        return jsonify(error=f"no job {job_id}"), 404
+    progress = taskkit.progress_of(job)
+    return jsonify(
+        id=job.id,
+        status=job.get_status().value,
+        progress=progress.as_dict() if progress else None,
+    ), 200

@@ -14,6 +14,8 @@ from taskkit.schedules.firing import run_now as run_now
 from taskkit.schedules.store import BY_HAND as BY_HAND
 from taskkit.schedules.store import DEFAULT_GRACE as DEFAULT_GRACE
 from taskkit.schedules.store import ID_PREFIX as ID_PREFIX
+from taskkit.schedules.store import META_SCHEDULE as META_SCHEDULE
+from taskkit.schedules.store import META_TICK as META_TICK
 from taskkit.schedules.store import SCHEDULED_JOBS_KEY as SCHEDULED_JOBS_KEY
 from taskkit.schedules.store import SCHEDULER_KEY_PREFIX as SCHEDULER_KEY_PREFIX
 from taskkit.schedules.store import STATE_KEY as STATE_KEY
@@ -31,6 +33,8 @@ __all__ = [
     "BY_HAND",
     "DEFAULT_GRACE",
     "ID_PREFIX",
+    "META_SCHEDULE",
+    "META_TICK",
     "SCHEDULED_JOBS_KEY",
     "SCHEDULER_KEY_PREFIX",
     "STATE_KEY",

@@ -26,6 +26,7 @@ from taskkit.worker.base import REDIS_ERRORS, _now, _signal_name
 from taskkit.worker.horses import Horses, _HorseOutcome
 from taskkit.worker.job import TaskkitJob, _declared_job
 from taskkit.worker.joblog import _log_ok
+from taskkit.worker.metering import Metering
 from taskkit.worker.outages import Outages
 from taskkit.worker.pausing import Pausing
 from taskkit.worker.recovery import Recovery
@@ -33,6 +34,7 @@ from taskkit.worker.retries import Retries
 from taskkit.worker.rq_scheduler import RqSchedulerProcess
 from taskkit.worker.spawn import spawn_horse
 from taskkit.worker.stopping import Stopping, WorkerStoppedError, interrupted_reason
+from taskkit.worker.tracing import Tracing
 
 log = logging.getLogger("taskkit.worker")
 
@@ -40,7 +42,8 @@ WorkerClassName = Literal["fork", "simple", "spawn"]
 
 
 class TaskkitForkWorker(
-    Pausing, Stopping, Outages, Recovery, Retries, RqSchedulerProcess, Horses, Worker
+    Pausing, Stopping, Outages, Recovery, Metering, Tracing, Retries, RqSchedulerProcess, Horses,
+    Worker,
 ):
     """RQ's forking worker (a work horse per job), with taskkit's bends."""
 
@@ -122,7 +125,8 @@ class TaskkitForkWorker(
 
 
 class TaskkitSimpleWorker(
-    Pausing, Stopping, Outages, Recovery, Retries, RqSchedulerProcess, SimpleWorker
+    Pausing, Stopping, Outages, Recovery, Metering, Tracing, Retries, RqSchedulerProcess,
+    SimpleWorker,
 ):
     """RQ's simple worker (jobs run in the worker process), with taskkit's policies.
 

@@ -58,3 +58,31 @@ def fail_first_time(marker: str) -> str:
     if _connection().incr(marker) == 1:
         raise RuntimeError("first attempt fails")
     return "second time lucky"
+
+
+def report_progress(key: str, fail: bool = False) -> str:
+    """Report half way, wait until ``key`` exists in Redis, then report done (or fail)."""
+    import taskkit
+
+    taskkit.progress(0.5, "half way")
+    conn = _connection()
+    conn.set(f"{key}:running", os.getpid())
+    deadline = time.monotonic() + WAIT_LIMIT
+    while not conn.exists(key):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nobody set {key!r} within {WAIT_LIMIT:g} s")
+        time.sleep(0.02)
+    if fail:
+        raise RuntimeError("failed after half way")
+    taskkit.progress(1.0, "done")
+    return "done"
+
+
+def count_with_progress(total: int) -> str | None:
+    """Report progress ``total`` times; return the id of the job get_current_job() sees."""
+    import taskkit
+
+    for step in range(1, total + 1):
+        taskkit.progress(step / total, f"{step} of {total}")
+    job = get_current_job()
+    return job.id if job is not None else None

@@ -31,3 +31,16 @@ def test_unknown_payments_and_receipts_are_404(app: Flask) -> None:
     client = app.test_client()
     assert client.post("/payments/999/complete").status_code == 404
     assert client.get("/receipts/999").status_code == 404
+
+
+def test_a_page_can_poll_the_receipt_jobs_status(app: Flask) -> None:
+    (_, payment_id) = seed(app).pairs[0]
+    client = app.test_client()
+    response = client.post(f"/payments/{payment_id}/complete")
+    assert response.json is not None
+
+    polled = client.get(f"/jobs/{response.json['job_id']}")
+
+    assert polled.status_code == 200
+    assert polled.json == {"id": response.json["job_id"], "status": "finished", "progress": None}
+    assert client.get("/jobs/no-such-job").status_code == 404
