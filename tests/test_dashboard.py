@@ -391,3 +391,49 @@ def test_times_and_spans_read_as_people_say_them() -> None:
     assert ago(now + timedelta(hours=2), now) == "in 2 h"
     assert ago(None) == "-"
     assert span(0.004) == "4 ms" and span(1.25) == "1.2 s" and span(90000) == "1 d 1 h"
+
+
+# -- metrics and progress -------------------------------------------------------------------
+
+
+def test_metrics_are_served_behind_the_same_auth(
+    ops: Registry, client: FlaskClient, door: Door
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    failed_login(ops)
+    response = client.get("/ops/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(response.get_data(as_text=True))}
+    jobs = {
+        (s.labels["job"], s.labels["outcome"]): s.value
+        for s in families["taskkit_jobs"].samples
+        if s.name == "taskkit_jobs_total"
+    }
+    assert jobs[("login", "failed")] == 1
+    failed_in_queue = {
+        s.labels["queue"]: s.value
+        for s in families["taskkit_queue_jobs"].samples
+        if s.labels["state"] == "failed"
+    }
+    assert sum(failed_in_queue.values()) == 1
+    door.open = False
+    assert client.get("/ops/metrics").status_code == 403
+
+
+def test_a_job_page_and_the_overview_show_the_progress_it_reported(
+    ops_config: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch, door: Door
+) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    extra = '  count_with_progress: {func: "opsjobs:count_with_progress"}\n'
+    registry = load(write_jobs_yaml(ops_config.parent, extra_jobs=extra, name="p.yaml"))
+    job = registry.enqueue("count_with_progress", total=4)
+    run_burst_worker(registry)
+    app = Flask("host")
+    app.secret_key = "test-secret"
+    app.register_blueprint(blueprint(auth=door, registry=registry), url_prefix="/ops")
+    with app.test_client() as client:
+        shown = page(client, f"/ops/jobs/{job.id}")
+    assert '<progress max="1" value="1.0">' in shown
+    assert "4 of 4" in shown

@@ -7,6 +7,7 @@ meta and exception text pass through :mod:`taskkit.redaction` as in ``taskkit fa
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from rq.job import Job
 from taskkit import connection, failed, schedules, status
 from taskkit.config import format_duration
 from taskkit.failed import FailedJob, _exception_text
+from taskkit.progress import Progress, progress_of
 from taskkit.redaction import describe_call, redact, redact_call, scrub
 from taskkit.registry import META_KEY, Registry
 
@@ -104,6 +106,7 @@ class JobView:
     meta: dict[str, Any]
     result: Any
     worker: str | None
+    progress: Progress | None = None
 
 
 def overview(registry: Registry, now: datetime | None = None) -> Overview:
@@ -222,6 +225,14 @@ def job_view(registry: Registry, job_id: str) -> JobView | None:
     return connection.call(registry.redis_url, f"read job {job_id}", read)
 
 
+def _progress(job: Job, secrets: Any) -> Progress | None:
+    """The progress the job reported, its message scrubbed of the job's secret arguments."""
+    reported = progress_of(job)
+    if reported is None or reported.message is None:
+        return reported
+    return dataclasses.replace(reported, message=scrub(reported.message, secrets))
+
+
 def _view(registry: Registry, job: Job) -> JobView:
     name, raw_args, raw_kwargs = _call_of(registry, job)
     declared = registry.jobs.get(name)
@@ -245,6 +256,7 @@ def _view(registry: Registry, job: Job) -> JobView:
         meta=redact(meta),
         result=redact(_result(job)),
         worker=job.worker_name,
+        progress=_progress(job, secrets),
     )
 
 

@@ -17,6 +17,7 @@ from taskkit import failed, queues, schedules
 from taskkit.dashboard import data
 from taskkit.dashboard.blueprint import current_registry
 from taskkit.errors import RedisUnavailableError, TaskkitError
+from taskkit.metrics import render_metrics
 
 T = TypeVar("T")
 
@@ -33,9 +34,16 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/failed/delete", "delete", delete, methods=["POST"])
     bp.add_url_rule("/schedules", "schedules", schedule_list)
     bp.add_url_rule("/schedules/<name>/run", "run_schedule", run_schedule, methods=["POST"])
+    bp.add_url_rule("/metrics", "metrics", metrics)
 
 
 # -- pages ----------------------------------------------------------------------------------
+
+
+def metrics() -> Response:
+    """Prometheus's text format, over every worker and host (behind the same ``auth``)."""
+    body, content_type = render_metrics(current_registry())
+    return Response(body, content_type=content_type)
 
 
 def overview() -> str:
