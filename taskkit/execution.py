@@ -39,6 +39,7 @@ from taskkit.workers import (
     is_job_id,
     shown,
 )
+from taskkit.workflows.steps import step_call
 
 log = logging.getLogger("taskkit.worker")
 
@@ -110,7 +111,7 @@ class TaskkitJob(Job):
         declared, reason = _declared_job(registry, self)
         if declared is None:
             self._refuse(f"{reason}; nothing was run")
-        return partial(_run_logged, registry, declared, self)
+        return step_call(self, partial(_run_logged, registry, declared, self))
 
     def _refuse(self, reason: str) -> NoReturn:
         self._taskkit_refusal = reason
