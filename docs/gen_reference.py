@@ -36,6 +36,8 @@ SECTIONS: list[tuple[str, str, str]] = [
     ("JobConfig", "jobs.NAME:", "jobs"),
     ("RetryConfig", "retry: (in defaults, a queue or a job)", "retry"),
     ("ScheduleConfig", "schedules.NAME:", "schedules"),
+    ("WorkflowConfig", "workflows.NAME:", "workflows"),
+    ("StepConfig", "workflows.NAME.steps.STEP:", "steps"),
 ]
 
 _INHERITS = "Unset: the queue's, else `defaults:`'s, else "
@@ -126,6 +128,32 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "ScheduleConfig.grace": "With `misfire: skip`, how late a tick may still run (default 60 s).",
     "ScheduleConfig.description": "Shown by `schedules list`.",
+    "TaskkitConfig.workflows": (
+        "Several jobs run as one unit: [`workflows.NAME:`](#workflows); see "
+        "[Workflows](workflows.md)."
+    ),
+    "WorkflowConfig.inputs": "The run's keyword arguments; `start_workflow` needs all of them.",
+    "WorkflowConfig.steps": "The steps: [`workflows.NAME.steps.STEP:`](#steps), at least one.",
+    "WorkflowConfig.ttl": (
+        "How long a run, its jobs and their results are kept, from its start; a step that "
+        "has not run by then expires with the run."
+    ),
+    "WorkflowConfig.description": "Free text.",
+    "StepConfig.job": "The declared job the step runs.",
+    "StepConfig.after": (
+        "Steps that must end first; without it the step starts with the run."
+    ),
+    "StepConfig.each": (
+        "Fan-out: run the job once per item of `in`, passing the item as this keyword."
+    ),
+    "StepConfig.in": "The list input `each` goes over.",
+    "StepConfig.results": (
+        "Fan-in: pass the list of the results of the fanned-out step in `after`, in item "
+        "order, as this keyword (None where an item failed)."
+    ),
+    "StepConfig.on_failure": (
+        "After a failed or skipped step: `skip` this one (and the steps after it), or `run` it."
+    ),
 }
 
 _DURATION_DESCRIPTION = "Seconds, or a string like 45s, 10m, 2h, 1d, 1h30m"

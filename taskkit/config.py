@@ -260,6 +260,49 @@ class WorkerConfig(_Model):
     redis_timeout: Duration = 300
 
 
+_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+Identifier = Annotated[str, Field(pattern=_IDENTIFIER)]
+"""A Python keyword argument's name: what a workflow's inputs, each and results bind to."""
+
+
+class StepConfig(_Model):
+    """One step of a workflow: a declared job, run once, or once per item of a list input.
+
+    The job is called with the workflow's inputs that its signature accepts, plus the
+    item as ``each`` (fan-out over the input ``in``) and, with ``results``, the list of
+    the results of the fanned-out step it comes after, in item order (fan-in).
+    """
+
+    # "in" is a Python keyword: the field is in_, written "in" in jobs.yaml.
+    model_config = ConfigDict(**_Model.model_config, populate_by_name=True)
+
+    job: str
+    after: list[str] = Field(default_factory=list)
+    each: Identifier | None = None
+    in_: Identifier | None = Field(default=None, alias="in")
+    results: Identifier | None = None
+    on_failure: Literal["skip", "run"] = "skip"
+
+    @model_validator(mode="after")
+    def _each_with_in(self) -> StepConfig:
+        if (self.each is None) != (self.in_ is None):
+            given, missing = ("each", "in") if self.in_ is None else ("in", "each")
+            raise ValueError(
+                f"{given} without {missing}; a fan-out needs both: each: item, in: a_list_input"
+            )
+        return self
+
+
+class WorkflowConfig(_Model):
+    """Several declared jobs run as one unit: chains, fan-out and fan-in."""
+
+    inputs: list[Identifier] = Field(default_factory=list)
+    steps: Annotated[dict[Annotated[str, Field(pattern=_NAME)], StepConfig], Field(min_length=1)]
+    ttl: Duration = 86400
+    """How long a run, its jobs and their results are kept, counted from its start."""
+    description: str | None = None
+
+
 Serializer = Literal["json", "pickle"]
 
 
@@ -276,6 +319,9 @@ class TaskkitConfig(_Model):
     queues: dict[Annotated[str, Field(pattern=_NAME)], QueueConfig] = Field(default_factory=dict)
     jobs: dict[Annotated[str, Field(pattern=_NAME)], JobConfig] = Field(default_factory=dict)
     schedules: dict[Annotated[str, Field(pattern=_NAME)], ScheduleConfig] = Field(
+        default_factory=dict
+    )
+    workflows: dict[Annotated[str, Field(pattern=_NAME)], WorkflowConfig] = Field(
         default_factory=dict
     )
 
@@ -443,9 +489,11 @@ __all__ = [
     "RetryConfig",
     "ScheduleConfig",
     "SecretUrl",
+    "StepConfig",
     "TaskkitConfig",
     "Ttl",
     "WorkerConfig",
+    "WorkflowConfig",
     "check_references",
     "did_you_mean",
     "format_duration",

@@ -70,6 +70,10 @@ class AppFactoryError(TaskkitError):
     """The Flask app factory named in jobs.yaml failed or returned no Flask app."""
 
 
+class WorkflowError(TaskkitError):
+    """A workflow that cannot be started as asked, or a run that cannot be found."""
+
+
 class ScheduleError(TaskkitError):
     """A schedule operation that cannot be carried out."""
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_app_context
 from rq.job import Job
 
 from taskkit.errors import DashboardError
 from taskkit.registry import Registry, load
+
+if TYPE_CHECKING:
+    from taskkit.workflows.runs import Run
 
 _NOT_GIVEN: Any = object()
 
@@ -109,6 +112,10 @@ class TaskKit:
         """Enqueue job ``name`` to run at ``when``, naive meaning UTC (in eager mode: now)."""
         return self._state().enqueue_at(when, name, *args, **kwargs)
 
+    def start_workflow(self, name: str, /, **inputs: Any) -> Run:
+        """Start a run of workflow ``name`` (in eager mode: run it now, in this app's context)."""
+        return self._state().start_workflow(name, inputs)
+
 
 class _State:
     """What ``app.extensions["taskkit"]`` holds: the registry and the app's eager flag.
@@ -152,6 +159,15 @@ class _State:
             return self.registry.submit(name, args, kwargs, at=at, eager=eager)
         with self.app.app_context():
             return self.registry.submit(name, args, kwargs, at=at, eager=True)
+
+    def start_workflow(self, name: str, inputs: dict[str, Any]) -> Run:
+        """Start a run with this app's eager setting; an eager run runs in the active
+        context, else in this app's."""
+        eager = self.registry.eager if self.eager is None else self.eager
+        if not eager or has_app_context():
+            return self.registry.submit_workflow(name, inputs, eager=eager)
+        with self.app.app_context():
+            return self.registry.submit_workflow(name, inputs, eager=True)
 
 
 def _truthy(value: Any) -> bool:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from rq import Queue, Retry
@@ -49,6 +49,10 @@ from taskkit.errors import (
 )
 from taskkit.loader import LoadedConfig, Positions, read_config
 from taskkit.redaction import describe_call
+from taskkit.workflows.validate import check_workflows
+
+if TYPE_CHECKING:
+    from taskkit.workflows.runs import Run, WorkflowRun
 
 T = TypeVar("T")
 
@@ -256,6 +260,32 @@ class Registry:
         declared, args, kwargs = self._prepare(name, args, kwargs)
         return self._run_eagerly(declared, args, kwargs)
 
+    def start_workflow(self, name: str, /, **inputs: Any) -> Run:
+        """Start a run of workflow ``name``; returns it (``.id``, ``.status()``, ``.results()``).
+
+        Every step's jobs are checked and enqueued at once, in one transaction, on RQ's
+        dependencies; see :mod:`taskkit.workflows`. In eager mode (:attr:`eager`) the whole
+        workflow runs now, step after step, in this process.
+        """
+        return self.submit_workflow(name, inputs)
+
+    def submit_workflow(
+        self, name: str, inputs: Mapping[str, Any], *, eager: bool | None = None
+    ) -> Run:
+        """:meth:`start_workflow` with a mapping of inputs; ``eager`` overrides :attr:`eager`."""
+        from taskkit.workflows import eager as eager_runs
+        from taskkit.workflows import runs
+
+        if self.eager if eager is None else eager:
+            return eager_runs.run_workflow(self, name, dict(inputs))
+        return runs.start(self, name, dict(inputs))
+
+    def workflow_run(self, run_id: str) -> WorkflowRun:
+        """The run ``run_id`` (read from Redis); :class:`WorkflowError` if it is gone."""
+        from taskkit.workflows import runs
+
+        return runs.fetch(self, run_id)
+
     def enqueue_many(
         self, calls: Iterable[tuple[str, Iterable[Any], Mapping[str, Any]]]
     ) -> list[Job]:
@@ -335,21 +365,26 @@ class Registry:
         kwargs: dict[str, Any],
         *,
         traced: bool = True,
+        **options: Any,
     ) -> Job:
+        """The job RQ would enqueue; ``options`` (RQ's ``create_job`` keywords) win."""
         settings = declared.settings
         job = self.queue(settings.queue).create_job(
             settings.rq_func_name,
             args=args,
             kwargs=kwargs,
-            timeout=settings.timeout,
-            result_ttl=settings.result_ttl,
-            failure_ttl=settings.failure_ttl,
-            # Not RQ's default call string: it shows every argument, secrets included, in
-            # rq-dashboard and in Sentry events.
-            description=settings.description
-            or describe_call(settings.name, args, kwargs, declared.signature),
-            retry=declared.retry,
-            meta={META_KEY: settings.name},
+            **{
+                "timeout": settings.timeout,
+                "result_ttl": settings.result_ttl,
+                "failure_ttl": settings.failure_ttl,
+                # Not RQ's default call string: it shows every argument, secrets included,
+                # in rq-dashboard and in Sentry events.
+                "description": settings.description
+                or describe_call(settings.name, args, kwargs, declared.signature),
+                "retry": declared.retry,
+                "meta": {META_KEY: settings.name},
+                **options,
+            },
         )
         if traced:  # every job enqueued, scheduled or fired comes here (not bulk templates)
             tracing.start_trace(job, settings.name, settings.queue)
@@ -562,6 +597,7 @@ def _load_once(file: Path) -> Registry:
         _extend_sys_path(loaded)
         jobs, unresolved = _resolve_jobs(loaded)
         problems += unresolved + _check_schedule_arguments(loaded, jobs)
+        problems += check_workflows(loaded.config, loaded.positions, _signatures(jobs))
     if problems or loaded is None:
         raise ConfigError(sorted(problems, key=lambda p: (p.line, p.column)))
     return Registry(loaded, jobs)
@@ -593,6 +629,10 @@ def _resolve_jobs(loaded: LoadedConfig) -> tuple[dict[str, DeclaredJob], list[Pr
             continue
         jobs[name] = DeclaredJob(settings, func, _signature(func))
     return jobs, problems
+
+
+def _signatures(jobs: dict[str, DeclaredJob]) -> dict[str, inspect.Signature | None]:
+    return {name: declared.signature for name, declared in jobs.items()}
 
 
 def _signature(func: Callable[..., Any]) -> inspect.Signature | None:

@@ -25,6 +25,7 @@ from taskkit.errors import UndeclaredJobError
 from taskkit.registry import META_KEY, DeclaredJob, Registry, load
 from taskkit.worker.joblog import _log_refusal, _run_logged
 from taskkit.worker.queue import is_job_id, shown
+from taskkit.workflows.steps import step_call
 
 log = logging.getLogger("taskkit.worker")
 
@@ -94,7 +95,8 @@ class TaskkitJob(Job):
         declared, reason = _declared_job(registry, self)
         if declared is None:
             self._refuse(f"{reason}; nothing was run")
-        return partial(_run_logged, registry, declared, self)
+        # A workflow step gets its upstream results, or is skipped (taskkit.workflows.steps).
+        return step_call(self, partial(_run_logged, registry, declared, self))
 
     def _refuse(self, reason: str) -> NoReturn:
         self._taskkit_refusal = reason
