@@ -473,12 +473,26 @@ def schedules_sync(config_path: Path | None, dry_run: bool) -> None:
     """Make Redis match the schedules in jobs.yaml (create, update, remove)."""
     from taskkit.schedules import sync
 
-    changes = sync(_registry(config_path), dry_run=dry_run)
+    registry = _registry(config_path)
+    changes = sync(registry, dry_run=dry_run)
     for change in changes:
         click.echo(str(change))
     counts = {a: sum(c.action == a for c in changes) for a in ("create", "update", "remove")}
     summary = ", ".join(f"{n} to {a}" if dry_run else f"{n} {a}d" for a, n in counts.items())
     click.echo(("dry run: " if dry_run else "") + (summary if changes else "no schedules"))
+    _note_rq_scheduler(registry)
+
+
+def _note_rq_scheduler(registry: Registry) -> None:
+    from taskkit import connection
+    from taskkit.schedules.foreign import neighbours
+
+    found = connection.call(
+        registry.redis_url, "look for rq-scheduler", lambda: neighbours(registry.connection)
+    )
+    note = found.note()
+    if note:
+        click.echo(f"note: {note}")
 
 
 @schedules.command("run")
@@ -642,6 +656,8 @@ def _print_status(current: Any) -> None:
             for s in current.schedules
         ],
     )  # fmt: skip
+    if current.note:
+        click.echo(f"note: {current.note}\n")
     click.echo(f"redis: {current.redis}")
 
 

@@ -16,6 +16,7 @@ from rq.job import Job
 from taskkit import connection
 from taskkit.registry import META_KEY, Registry
 from taskkit.schedules import SCHEDULER_KEY_PREFIX, describe
+from taskkit.schedules.foreign import neighbours
 
 REGISTRIES = ("started", "scheduled", "deferred", "failed", "finished")
 
@@ -70,6 +71,12 @@ class Status:
     workers: list[WorkerStatus]
     schedules: list[ScheduleStatus]
     schedulers: list[str] = field(default_factory=list)
+    rq_schedulers: list[str] = field(default_factory=list)
+    """Live ``rqscheduler`` processes of rq-scheduler on this database."""
+    rq_scheduler_entries: int = 0
+    """rq-scheduler's own entries, which taskkit does not fire."""
+    note: str | None = None
+    """What those mean for taskkit's schedules, in one line."""
     taken_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def as_dict(self) -> dict[str, Any]:
@@ -93,6 +100,7 @@ def _collect(registry: Registry, url: str) -> Status:
             for kind in REGISTRIES:
                 pipe.zcard(getattr(queue, f"{kind}_job_registry").key)
         counts = pipe.execute()
+    found = neighbours(conn)
     width = 1 + len(REGISTRIES)
     queues = [
         QueueStatus(name, *counts[i * width : (i + 1) * width]) for i, name in enumerate(names)
@@ -106,6 +114,9 @@ def _collect(registry: Registry, url: str) -> Status:
             key.decode().removeprefix(SCHEDULER_KEY_PREFIX)
             for key in conn.scan_iter(match=f"{SCHEDULER_KEY_PREFIX}*")
         ),
+        rq_schedulers=found.rq_schedulers,
+        rq_scheduler_entries=found.entries,
+        note=found.note(),
     )
 
 

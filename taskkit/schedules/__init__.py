@@ -4,7 +4,9 @@
 - :mod:`~taskkit.schedules.sync`: making Redis match the file;
 - :mod:`~taskkit.schedules.firing`: firing each tick once, and running one by hand;
 - :mod:`~taskkit.schedules.views`: what ``schedules list`` and ``status`` show;
-- :mod:`~taskkit.schedules.process`: the scheduler process, through Redis outages.
+- :mod:`~taskkit.schedules.process`: the scheduler process, through Redis outages;
+- :mod:`~taskkit.schedules.foreign`: rq-scheduler's processes and entries beside taskkit's;
+- :mod:`~taskkit.schedules.imports`: rq-scheduler's entries as jobs.yaml text.
 """
 
 from taskkit.schedules.firing import Due as Due
@@ -13,6 +15,7 @@ from taskkit.schedules.firing import Tick as Tick
 from taskkit.schedules.firing import run_now as run_now
 from taskkit.schedules.store import DEFAULT_GRACE as DEFAULT_GRACE
 from taskkit.schedules.store import ID_PREFIX as ID_PREFIX
+from taskkit.schedules.store import RQ_SCHEDULER_JOBS_KEY as RQ_SCHEDULER_JOBS_KEY
 from taskkit.schedules.store import SCHEDULED_JOBS_KEY as SCHEDULED_JOBS_KEY
 from taskkit.schedules.store import SCHEDULER_KEY_PREFIX as SCHEDULER_KEY_PREFIX
 from taskkit.schedules.store import STATE_KEY as STATE_KEY
@@ -29,6 +32,7 @@ from taskkit.schedules.views import describe as describe
 __all__ = [
     "DEFAULT_GRACE",
     "ID_PREFIX",
+    "RQ_SCHEDULER_JOBS_KEY",
     "SCHEDULED_JOBS_KEY",
     "SCHEDULER_KEY_PREFIX",
     "STATE_KEY",
