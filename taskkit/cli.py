@@ -495,6 +495,37 @@ def _note_rq_scheduler(registry: Registry) -> None:
         click.echo(f"note: {note}")
 
 
+@schedules.command("import")
+@config_option
+@click.option("--remove", is_flag=True, help="Delete the entries the file holds and Redis synced.")
+@click.option("--yes", is_flag=True, help="With --remove: do not ask first.")
+def schedules_import(config_path: Path | None, remove: bool, yes: bool) -> None:
+    """Print rq-scheduler's entries as jobs.yaml schedules (flagging what cannot be said).
+
+    Paste the text into jobs.yaml, run `schedules sync`, then `schedules import --remove`
+    deletes the rq-scheduler entries that the file now holds and Redis has synced.
+    """
+    from taskkit import connection
+    from taskkit.schedules import imports
+
+    registry = _registry(config_path)
+    plan = connection.call(registry.redis_url, "read rq-scheduler", lambda: imports.read(registry))
+    if not remove:
+        click.echo(plan.yaml(), nl=False)
+        return
+    done = imports.removable(registry, plan)
+    for entry in done:
+        click.echo(f"imported as {entry.in_file}: rq-scheduler entry {entry.entry_id}")
+    if done and not yes:
+        click.confirm(f"Delete these {len(done)} rq-scheduler entries?", abort=True)
+    removed = connection.call(
+        registry.redis_url, "remove rq-scheduler entries", lambda: imports.remove(registry, done)
+    )
+    click.echo(
+        f"removed {removed}; left {len(plan.entries) - len(done)} (not in the file, or not synced)"
+    )
+
+
 @schedules.command("run")
 @config_option
 @click.argument("name")
