@@ -473,12 +473,57 @@ def schedules_sync(config_path: Path | None, dry_run: bool) -> None:
     """Make Redis match the schedules in jobs.yaml (create, update, remove)."""
     from taskkit.schedules import sync
 
-    changes = sync(_registry(config_path), dry_run=dry_run)
+    registry = _registry(config_path)
+    changes = sync(registry, dry_run=dry_run)
     for change in changes:
         click.echo(str(change))
     counts = {a: sum(c.action == a for c in changes) for a in ("create", "update", "remove")}
     summary = ", ".join(f"{n} to {a}" if dry_run else f"{n} {a}d" for a, n in counts.items())
     click.echo(("dry run: " if dry_run else "") + (summary if changes else "no schedules"))
+    _note_rq_scheduler(registry)
+
+
+def _note_rq_scheduler(registry: Registry) -> None:
+    from taskkit import connection
+    from taskkit.schedules.foreign import neighbours
+
+    found = connection.call(
+        registry.redis_url, "look for rq-scheduler", lambda: neighbours(registry.connection)
+    )
+    note = found.note()
+    if note:
+        click.echo(f"note: {note}")
+
+
+@schedules.command("import")
+@config_option
+@click.option("--remove", is_flag=True, help="Delete the entries the file holds and Redis synced.")
+@click.option("--yes", is_flag=True, help="With --remove: do not ask first.")
+def schedules_import(config_path: Path | None, remove: bool, yes: bool) -> None:
+    """Print rq-scheduler's entries as jobs.yaml schedules (flagging what cannot be said).
+
+    Paste the text into jobs.yaml, run `schedules sync`, then `schedules import --remove`
+    deletes the rq-scheduler entries that the file now holds and Redis has synced.
+    """
+    from taskkit import connection
+    from taskkit.schedules import imports
+
+    registry = _registry(config_path)
+    plan = connection.call(registry.redis_url, "read rq-scheduler", lambda: imports.read(registry))
+    if not remove:
+        click.echo(plan.yaml(), nl=False)
+        return
+    done = imports.removable(registry, plan)
+    for entry in done:
+        click.echo(f"imported as {entry.in_file}: rq-scheduler entry {entry.entry_id}")
+    if done and not yes:
+        click.confirm(f"Delete these {len(done)} rq-scheduler entries?", abort=True)
+    removed = connection.call(
+        registry.redis_url, "remove rq-scheduler entries", lambda: imports.remove(registry, done)
+    )
+    click.echo(
+        f"removed {removed}; left {len(plan.entries) - len(done)} (not in the file, or not synced)"
+    )
 
 
 @schedules.command("run")
@@ -557,6 +602,39 @@ def dev(
         echo=click.echo,
     )
     sys.exit(runner.run())
+
+
+@cli.group()
+def legacy() -> None:
+    """Jobs queued before the switch to taskkit (pickled by RQ, Flask-RQ2, Flask-RQ)."""
+
+
+@legacy.command("convert")
+@config_option
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    help="Only this queue (repeatable) [default: every RQ queue on the database].",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would be converted; change nothing.")
+def legacy_convert(config_path: Path | None, queues: tuple[str, ...], dry_run: bool) -> None:
+    """Rewrite pickled jobs that call a declared function as taskkit jobs (JSON, same id).
+
+    Run once after the deploy that switches to taskkit; other jobs are left as they are,
+    and workers refuse them. Pickles are read with a restricted unpickler: nothing they
+    name is imported or called.
+    """
+    from taskkit.legacy import convert
+
+    found = convert(_registry(config_path), list(queues) or None, dry_run=dry_run)
+    for item in found:
+        click.echo(str(item))
+    converted = sum(item.outcome == "converted" for item in found)
+    click.echo(
+        f"{'dry run: ' if dry_run else ''}{converted} "
+        f"{'to convert' if dry_run else 'converted'}, {len(found) - converted} left"
+    )
 
 
 @cli.command()
@@ -643,6 +721,8 @@ def _print_status(current: Any) -> None:
             for s in current.schedules
         ],
     )  # fmt: skip
+    if current.note:
+        click.echo(f"note: {current.note}\n")
     click.echo(f"redis: {current.redis}")
 
 

@@ -18,6 +18,7 @@ from taskkit.progress import progress_of
 from taskkit.queues import PAUSED_KEY
 from taskkit.registry import META_KEY, Registry
 from taskkit.schedules import SCHEDULER_KEY_PREFIX, describe
+from taskkit.schedules.foreign import neighbours
 
 REGISTRIES = ("started", "scheduled", "deferred", "failed", "finished")
 
@@ -74,6 +75,12 @@ class Status:
     workers: list[WorkerStatus]
     schedules: list[ScheduleStatus]
     schedulers: list[str] = field(default_factory=list)
+    rq_schedulers: list[str] = field(default_factory=list)
+    """Live ``rqscheduler`` processes of rq-scheduler on this database."""
+    rq_scheduler_entries: int = 0
+    """rq-scheduler's own entries, which taskkit does not fire."""
+    note: str | None = None
+    """What those mean for taskkit's schedules, in one line."""
     taken_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def as_dict(self) -> dict[str, Any]:
@@ -98,6 +105,7 @@ def _collect(registry: Registry, url: str) -> Status:
                 pipe.zcard(getattr(queue, f"{kind}_job_registry").key)
         pipe.smembers(PAUSED_KEY)
         *counts, paused = pipe.execute()
+    found = neighbours(conn)
     width = 1 + len(REGISTRIES)
     paused_names = {n.decode() if isinstance(n, bytes) else n for n in paused}
     queues = [
@@ -113,6 +121,9 @@ def _collect(registry: Registry, url: str) -> Status:
             key.decode().removeprefix(SCHEDULER_KEY_PREFIX)
             for key in conn.scan_iter(match=f"{SCHEDULER_KEY_PREFIX}*")
         ),
+        rq_schedulers=found.rq_schedulers,
+        rq_scheduler_entries=found.entries,
+        note=found.note(),
     )
 
 

@@ -29,6 +29,7 @@ from rq_scheduler import Scheduler as RqScheduler
 
 from taskkit.registry import Registry, load
 from taskkit.schedules import (
+    RQ_SCHEDULER_JOBS_KEY,
     SCHEDULED_JOBS_KEY,
     STATE_KEY,
     Change,
@@ -272,7 +273,7 @@ def test_entries_taskkit_did_not_create_are_left_alone(
     foreign = {cron_job.id, every_job.id}
     foreign_before = {
         job_id: (
-            redis_conn.zscore(SCHEDULED_JOBS_KEY, job_id),
+            redis_conn.zscore(RQ_SCHEDULER_JOBS_KEY, job_id),
             redis_conn.hgetall(f"rq:job:{job_id}"),
         )
         for job_id in foreign
@@ -291,24 +292,57 @@ def test_entries_taskkit_did_not_create_are_left_alone(
     Scheduler(registry).tick(T0 + timedelta(days=400))
     foreign_after = {
         job_id: (
-            redis_conn.zscore(SCHEDULED_JOBS_KEY, job_id),
+            redis_conn.zscore(RQ_SCHEDULER_JOBS_KEY, job_id),
             redis_conn.hgetall(f"rq:job:{job_id}"),
         )
         for job_id in foreign
     }
     assert foreign_after == foreign_before
+    assert None not in {score for score, _ in foreign_after.values()}
     assert all(job.func_name == "schedjobs.tick" for job in queued(registry))
     assert all("taskkit_schedule" in job.meta for job in queued(registry))
 
 
-def test_rq_schedulers_own_api_lists_taskkits_entries(
+def test_a_sync_moves_entries_left_in_rq_schedulers_set_keeping_their_next_run(
     tmp_path: Path, redis_url: str, redis_conn: redis.Redis
 ) -> None:
     registry = configure(tmp_path, redis_url, MIXED)
     sync(registry, now=T0)
+    # Where taskkit 0.2 kept them: rq-scheduler's set, in reach of an rqscheduler.
+    before = dict(redis_conn.zrange(SCHEDULED_JOBS_KEY, 0, -1, withscores=True))  # type: ignore[arg-type]
+    redis_conn.delete(SCHEDULED_JOBS_KEY)
+    redis_conn.zadd(RQ_SCHEDULER_JOBS_KEY, {**before, "foreign-entry": 1.0})
+    left = {k.decode(): v for k, v in before.items()}
+
+    planned = sync(registry, now=T0 + timedelta(hours=1), dry_run=True)
+    assert {(c.action, c.entry_id) for c in planned if c.action == "move"} == {
+        ("move", entry_id) for entry_id in left
+    }
+    assert redis_conn.zcard(SCHEDULED_JOBS_KEY) == 0
+
+    changes = sync(registry, now=T0 + timedelta(hours=1))
+    assert {c.action for c in changes} == {"move", "unchanged"}
+    assert dict(redis_conn.zrange(SCHEDULED_JOBS_KEY, 0, -1, withscores=True)) == before  # type: ignore[arg-type]
+    assert redis_conn.zrange(RQ_SCHEDULER_JOBS_KEY, 0, -1) == [b"foreign-entry"]
+    assert {c.action for c in sync(registry, now=T0 + timedelta(hours=1))} == {"unchanged"}
+
+
+class TaskkitEntries(RqScheduler):  # type: ignore[misc]
+    """rq-scheduler's API, read-only, on taskkit's set (as docs/schedules.md shows)."""
+
+    scheduled_jobs_key = SCHEDULED_JOBS_KEY
+
+
+def test_rq_schedulers_own_api_lists_taskkits_entries_from_taskkits_set(
+    tmp_path: Path, redis_url: str, redis_conn: redis.Redis
+) -> None:
+    registry = configure(tmp_path, redis_url, MIXED)
+    sync(registry, now=T0)
+    # rq-scheduler's own set holds none of them: an rqscheduler never fires them.
+    assert RqScheduler(connection=redis_conn).count() == 0
     listed = {
         job.id: (when, job.origin, job.get_status(), job.description)
-        for job, when in RqScheduler(connection=redis_conn).get_jobs(with_times=True)
+        for job, when in TaskkitEntries(connection=redis_conn).get_jobs(with_times=True)
     }
     # rq-scheduler's times are naive UTC.
     expected = {
@@ -320,8 +354,8 @@ def test_rq_schedulers_own_api_lists_taskkits_entries(
         schedule_id(name): (when, "default", JobStatus.SCHEDULED, f"schedule {name}: tick")
         for name, when in expected.items()
     }
-    assert RqScheduler(connection=redis_conn).count() == 3
-    assert schedule_id("beat") in RqScheduler(connection=redis_conn)
+    assert TaskkitEntries(connection=redis_conn).count() == 3
+    assert schedule_id("beat") in TaskkitEntries(connection=redis_conn)
 
 
 def test_sync_is_idempotent_with_the_pickle_serializer(

@@ -4,7 +4,9 @@
 - :mod:`~taskkit.schedules.sync`: making Redis match the file;
 - :mod:`~taskkit.schedules.firing`: firing each tick once, and running one by hand;
 - :mod:`~taskkit.schedules.views`: what ``schedules list`` and ``status`` show;
-- :mod:`~taskkit.schedules.process`: the scheduler process, through Redis outages.
+- :mod:`~taskkit.schedules.process`: the scheduler process, through Redis outages;
+- :mod:`~taskkit.schedules.foreign`: rq-scheduler's processes and entries beside taskkit's;
+- :mod:`~taskkit.schedules.imports`: rq-scheduler's entries as jobs.yaml text.
 """
 
 from taskkit.schedules.firing import Due as Due
@@ -16,6 +18,7 @@ from taskkit.schedules.store import DEFAULT_GRACE as DEFAULT_GRACE
 from taskkit.schedules.store import ID_PREFIX as ID_PREFIX
 from taskkit.schedules.store import META_SCHEDULE as META_SCHEDULE
 from taskkit.schedules.store import META_TICK as META_TICK
+from taskkit.schedules.store import RQ_SCHEDULER_JOBS_KEY as RQ_SCHEDULER_JOBS_KEY
 from taskkit.schedules.store import SCHEDULED_JOBS_KEY as SCHEDULED_JOBS_KEY
 from taskkit.schedules.store import SCHEDULER_KEY_PREFIX as SCHEDULER_KEY_PREFIX
 from taskkit.schedules.store import STATE_KEY as STATE_KEY
@@ -35,6 +38,7 @@ __all__ = [
     "ID_PREFIX",
     "META_SCHEDULE",
     "META_TICK",
+    "RQ_SCHEDULER_JOBS_KEY",
     "SCHEDULED_JOBS_KEY",
     "SCHEDULER_KEY_PREFIX",
     "STATE_KEY",

@@ -33,6 +33,7 @@ from taskkit import connection
 from taskkit.redaction import scrub
 from taskkit.registry import Registry, load
 from taskkit.schedules import Change, Scheduler
+from taskkit.schedules.foreign import neighbours
 from taskkit.worker import REDIS_ERRORS, RedisGoneError, die_with_parent
 
 log = logging.getLogger("taskkit.scheduler")
@@ -95,6 +96,7 @@ class SchedulerLoop:
         try:
             if self._sync_first:
                 _log_changes(self.scheduler.sync())
+                _log_neighbours(self.scheduler.conn)
                 self._sync_first = False
             self.scheduler.heartbeat()
             self.scheduler.tick()
@@ -310,6 +312,14 @@ def _log_changes(changes: list[Change]) -> None:
     for change in changes:
         if change.action != "unchanged":
             log.info("sync: %s", change)
+
+
+def _log_neighbours(conn: redis.Redis) -> None:
+    """Say once, at start, what a live rqscheduler on this database means."""
+    found = neighbours(conn)
+    note = found.note()
+    if note:
+        (log.warning if found.rq_schedulers else log.info)("%s", note)
 
 
 def _ended(code: int) -> str:

@@ -1,9 +1,13 @@
 """Where schedules live in Redis: entry ids, keys, the entry's meta, and reading them back.
 
-Storage is rq-scheduler's own: a template job hash per schedule and its next run time as
-the score in the ``rq:scheduler:scheduled_jobs`` sorted set, so rq-scheduler's tools and
-rq-dashboard see normal entries. Entries whose id starts with :data:`ID_PREFIX` are
-taskkit's; every other entry is left alone.
+Storage has rq-scheduler's shape in a sorted set of taskkit's own: a template job hash
+per schedule (``rq:job:<id>``, with the meta fields rq-scheduler writes) and its next run
+time as the score in :data:`SCHEDULED_JOBS_KEY`. Not in rq-scheduler's own set: an
+``rqscheduler`` process on the same database fires every due entry there itself (with a
+JSON job class it enqueues the template once and drops it) or dies on the first one it
+cannot unpickle (its default), and then the team's own rq-scheduler schedules stop too.
+Kept apart, neither sees the other's entries (see :mod:`taskkit.schedules.foreign`).
+Entries whose id starts with :data:`ID_PREFIX` are taskkit's.
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ from taskkit.timing import at_time
 
 log = logging.getLogger("taskkit.scheduler")
 
-SCHEDULED_JOBS_KEY: str = _RqScheduler.scheduled_jobs_key
-"""rq-scheduler's sorted set: schedule entry id -> next run (Unix time)."""
+SCHEDULED_JOBS_KEY = "taskkit:schedules:entries"
+"""taskkit's sorted set: schedule entry id -> next run (Unix time)."""
+RQ_SCHEDULER_JOBS_KEY: str = _RqScheduler.scheduled_jobs_key
+"""rq-scheduler's sorted set, where taskkit 0.2 and older kept their entries too; a sync
+moves any taskkit entry it finds there into :data:`SCHEDULED_JOBS_KEY`."""
 ID_PREFIX = "taskkit-schedule-"
 """Entries whose id starts with this are taskkit's; every other entry is left alone."""
 STATE_KEY = "taskkit:schedules:state"
@@ -74,6 +81,8 @@ class _Entry:
     name: str | None
     fingerprint: str | None
     timing: str | None
+    in_rq_scheduler: float | None = None
+    """The next run an older taskkit left in rq-scheduler's set (to be moved), if any."""
 
 
 def catalog_digest(registry: Registry) -> str:
@@ -90,24 +99,34 @@ def _now(now: datetime | None) -> datetime:
     return (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def _existing(registry: Registry) -> dict[str, _Entry]:
+def _existing(registry: Registry, *, legacy: bool = False) -> dict[str, _Entry]:
+    """taskkit's entries; with ``legacy``, also those left in rq-scheduler's set."""
     conn = registry.connection
-    ids = [_text(i) for i in conn.zrange(SCHEDULED_JOBS_KEY, 0, -1)]
-    ours = [i for i in ids if i.startswith(ID_PREFIX)]
+    ours = [_text(i) for i in conn.zrange(SCHEDULED_JOBS_KEY, 0, -1)]
+    ours = [i for i in ours if i.startswith(ID_PREFIX)]
+    left = _left_in_rq_scheduler(registry) if legacy else {}
+    ids = ours + [i for i in left if i not in set(ours)]
     with conn.pipeline(transaction=False) as pipe:
-        for entry_id in ours:
+        for entry_id in ids:
             pipe.hget(Job.key_for(entry_id), "meta")
         metas = pipe.execute()
     entries = {}
-    for entry_id, raw in zip(ours, metas, strict=True):
+    for entry_id, raw in zip(ids, metas, strict=True):
         meta = _job_meta(registry, raw)
         entries[entry_id] = _Entry(
             entry_id,
             meta.get(META_SCHEDULE),
             meta.get(META_FINGERPRINT),
             meta.get(META_TIMING),
+            left.get(entry_id),
         )
     return entries
+
+
+def _left_in_rq_scheduler(registry: Registry) -> dict[str, float]:
+    """taskkit entries in rq-scheduler's set (written there by taskkit 0.2 and older)."""
+    found = registry.connection.zscan_iter(RQ_SCHEDULER_JOBS_KEY, match=f"{ID_PREFIX}*", count=1000)
+    return {_text(entry_id): float(score) for entry_id, score in found}
 
 
 def _active(pipe: redis.client.Pipeline, job_id: str) -> bool:

@@ -2,15 +2,17 @@
 
 Each schedule has a deterministic entry id (:func:`~taskkit.schedules.store.schedule_id`);
 changed schedules are updated in place, removed ones deleted, foreign entries left
-alone, and syncing twice changes nothing. A sync also publishes the digest of the file's
-schedules (:data:`~taskkit.schedules.store.SYNCED_KEY`), which running schedulers follow.
+alone, and syncing twice changes nothing. Entries an older taskkit kept in rq-scheduler's
+own set are moved into taskkit's (keeping their next run), out of ``rqscheduler``'s
+reach. A sync also publishes the digest of the file's schedules
+(:data:`~taskkit.schedules.store.SYNCED_KEY`), which running schedulers follow.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import redis
@@ -24,6 +26,7 @@ from taskkit.schedules.store import (
     META_FINGERPRINT,
     META_SCHEDULE,
     META_TIMING,
+    RQ_SCHEDULER_JOBS_KEY,
     SCHEDULED_JOBS_KEY,
     STATE_KEY,
     SYNCED_KEY,
@@ -40,7 +43,8 @@ from taskkit.schedules.store import (
 )
 from taskkit.timing import at_time, next_fire_times
 
-Action = Literal["create", "update", "remove", "unchanged"]
+Action = Literal["create", "update", "remove", "unchanged", "move"]
+"""``move``: an entry found in rq-scheduler's set goes to taskkit's, keeping its next run."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class Change:
 
 def plan(registry: Registry, now: datetime | None = None) -> list[Change]:
     """What :func:`sync` would change, without changing anything."""
-    return _plan(registry, _existing(registry), _now(now))
+    return _plan(registry, _existing(registry, legacy=True), _now(now))
 
 
 def sync(registry: Registry, now: datetime | None = None, *, dry_run: bool = False) -> list[Change]:
@@ -92,7 +96,7 @@ def _sync(
     due by then is recorded as handled instead of being created to fire a second time.
     """
     handled = _handled_one_offs(registry, handled_until)
-    changes = _plan(registry, _existing(registry), now, handled, handled_until)
+    changes = _plan(registry, _existing(registry, legacy=True), now, handled, handled_until)
     if not dry_run:
         _apply(registry, changes)
         _forget_removed(registry)
@@ -107,7 +111,7 @@ def _plan(
     handled: set[str] | None = None,
     handled_until: datetime | None = None,
 ) -> list[Change]:
-    changes: list[Change] = []
+    changes = [_move(entry) for entry in existing.values() if entry.in_rq_scheduler is not None]
     wanted: set[str] = set()
     finished = _finished_one_offs(registry) | (handled or set())
     for name, schedule in registry.config.schedules.items():
@@ -129,6 +133,12 @@ def _plan(
         if entry_id not in wanted:
             changes.append(Change("remove", entry.name or entry_id, entry_id))
     return changes
+
+
+def _move(entry: _Entry) -> Change:
+    score = entry.in_rq_scheduler
+    when = None if score is None else datetime.fromtimestamp(score, UTC)
+    return Change("move", entry.name or entry.entry_id, entry.entry_id, when)
 
 
 def _finished_one_offs(registry: Registry) -> set[str]:
@@ -183,8 +193,15 @@ def _apply(registry: Registry, changes: list[Change]) -> None:
         for change in changes:
             if change.action in ("create", "update"):
                 _write_template(registry, change, pipe)
+            elif change.action == "move" and change.next_run is not None:
+                # nx: an entry in both sets keeps taskkit's time, the one its schedulers use.
+                pipe.zadd(
+                    SCHEDULED_JOBS_KEY, {change.entry_id: change.next_run.timestamp()}, nx=True
+                )
+                pipe.zrem(RQ_SCHEDULER_JOBS_KEY, change.entry_id)
             elif change.action == "remove":
                 pipe.zrem(SCHEDULED_JOBS_KEY, change.entry_id)
+                pipe.zrem(RQ_SCHEDULER_JOBS_KEY, change.entry_id)
                 pipe.delete(Job.key_for(change.entry_id))
         pipe.set(SYNCED_KEY, catalog_digest(registry))
         pipe.execute()
