@@ -15,6 +15,7 @@ from flask import Flask, current_app, has_app_context
 from rq.job import Job
 
 from taskkit.registry import Registry, load
+from taskkit.timing import assume_utc
 
 
 class TaskKit:
@@ -102,7 +103,7 @@ class _State:
 
     def enqueue_at(self, when: datetime, name: str, /, *args: Any, **kwargs: Any) -> Job:
         """Enqueue to run at ``when``, naive meaning UTC (when eager: run now)."""
-        return self.submit(name, args, kwargs, at=when if when.tzinfo else when.replace(tzinfo=UTC))
+        return self.submit(name, args, kwargs, at=assume_utc(when))
 
     def submit(
         self,

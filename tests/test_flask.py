@@ -24,6 +24,7 @@ from taskkit import registry as registry_module
 from taskkit.eager import EagerJob
 from taskkit.execution import TaskkitJob, prepare_process
 from taskkit.flask import TaskKit
+from taskkit.loader.cache import LoadCache
 from taskkit.testing import use_redis
 
 
@@ -143,15 +144,14 @@ def test_the_worker_app_reuses_the_registry_it_was_built_for(
 ) -> None:
     """A factory that calls TaskKit(app) inside the worker loads nothing a second time."""
     monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setattr(registry_module, "_cache", {})
     loads: list[Path] = []
-    real_load = registry_module._load
+    real_build = registry_module._registries.build
 
-    def counting_load(file: Path) -> Registry:
+    def counting_build(file: Path) -> Registry:
         loads.append(file)
-        return real_load(file)
+        return real_build(file)
 
-    monkeypatch.setattr(registry_module, "_load", counting_load)
+    monkeypatch.setattr(registry_module, "_registries", LoadCache(counting_build))
     monkeypatch.setattr(TaskkitJob, "registry", None)
     monkeypatch.delenv("TASKKIT_CONFIG", raising=False)
 
