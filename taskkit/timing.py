@@ -3,7 +3,7 @@
 Pure functions of a schedule and a point in time, so every rule (DST included) is
 tested without a clock or a Redis.
 
-Rules, which the README repeats:
+Rules, which docs/schedules.md repeats:
 
 - ``cron`` fields match the *wall clock* of the schedule's timezone.
   - Spring forward: a wall time that does not exist that day (02:30 in Europe/Berlin on

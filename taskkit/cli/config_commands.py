@@ -61,13 +61,41 @@ def list_(config_path: Path | None) -> None:
         schedule_rows.append((name, schedule.job, schedule_form(schedule), when))
     table("SCHEDULES", ("name", "job", "when", "next run"), schedule_rows)
     click.echo(f"redis: {registry.redis_url}")
+    _echo_env_files()
+
+
+ENV_FILES = "taskkit.env_files"
+"""The key in the click context's meta of the .env files the ``taskkit`` command read."""
+
+
+def _echo_env_files() -> None:
+    from taskkit.loader.envfiles import SKIP_VARIABLE, skipped
+
+    meta = click.get_current_context().meta
+    if ENV_FILES not in meta:
+        return  # flask taskkit: flask read them, or was told not to
+    files: list[Path] = meta[ENV_FILES]
+    if files:
+        click.echo(f"env files: {', '.join(str(f) for f in files)}")
+    elif skipped():
+        click.echo(f"env files: none ({SKIP_VARIABLE} is set)")
+    else:
+        click.echo("env files: none (no .env or .flaskenv here or above)")
 
 
 def _retry_text(count: int, intervals: Sequence[int]) -> str:
+    """``3x (10s, 1m, 1m: the last wait repeats)``: every wait, as RQ will use them."""
     if count <= 0:
         return "no"
-    waits = ", ".join(format_duration(i) for i in intervals) if intervals else "at once"
-    return f"{count}x ({waits})"
+    if not intervals:
+        return f"{count}x (at once)"
+    waits = [*intervals, *[intervals[-1]] * (count - len(intervals))][:count]
+    text = ", ".join(format_duration(i) for i in waits)
+    if count > len(intervals) > 1 or (count > 1 and len(intervals) == 1):
+        text += ": the last wait repeats"
+    elif count < len(intervals):
+        text += f"; {len(intervals) - count} more never used"
+    return f"{count}x ({text})"
 
 
 @click.command()
@@ -100,4 +128,4 @@ def schema(config_path: Path | None, output: Path | None) -> None:
 COMMANDS = [validate, list_, schema]
 """This module's commands, added to the ``taskkit`` group by :mod:`taskkit.cli.root`."""
 
-__all__ = ["COMMANDS", "list_", "schema", "validate"]
+__all__ = ["COMMANDS", "ENV_FILES", "list_", "schema", "validate"]

@@ -52,12 +52,29 @@ def error_lines(error: TaskkitError) -> list[str]:
     line and a count, else one line."""
     if not isinstance(error, ConfigError):
         return [f"error: {error}"]
+    if len(error.problems) == 1 and not error.problems[0].line:  # the file itself: a path error
+        return [f"error: {error.problems[0]}"]
     lines = [str(problem) for problem in error.problems]
     count = len(error.problems)
     # Each problem line has the full path; the summary names the file briefly.
     files = sorted({Path(p.file).name for p in error.problems if p.file}) or ["jobs.yaml"]
     noun = "problem" if count == 1 else "problems"
     return [*lines, f"error: {count} {noun} in {', '.join(files)}"]
+
+
+def show_click_error(error: click.ClickException) -> None:
+    """Print a click error in taskkit's style: ``error: ...``, after the usage for a
+    usage error, as click would print it with ``Error: ...``."""
+    if isinstance(error, CliError):
+        error.show()
+        return
+    ctx = error.ctx if isinstance(error, click.UsageError) else None
+    if ctx is not None:
+        click.echo(ctx.get_usage(), err=True)
+        if ctx.command.get_help_option(ctx) is not None:
+            click.echo(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.", err=True)
+        click.echo(err=True)
+    click.echo(f"error: {error.format_message()}", err=True)
 
 
 def without_passwords(text: str) -> str:
@@ -67,4 +84,4 @@ def without_passwords(text: str) -> str:
     return re.sub(r"[a-z+]+://\S+", lambda m: redact_url(m.group(0)), text)
 
 
-__all__ = ["CliError", "TaskkitGroup", "error_lines", "without_passwords"]
+__all__ = ["CliError", "TaskkitGroup", "error_lines", "show_click_error", "without_passwords"]

@@ -15,15 +15,24 @@ import click
 
 from taskkit import __version__
 from taskkit.cli import config_commands, ops, run
-from taskkit.cli.group import CliError, TaskkitGroup, without_passwords
+from taskkit.cli.config_commands import ENV_FILES
+from taskkit.cli.group import CliError, TaskkitGroup, show_click_error, without_passwords
 from taskkit.cli.schedules import schedules
 from taskkit.errors import TaskkitError
 
 
 @click.group(cls=TaskkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version=__version__, prog_name="taskkit")
-def cli() -> None:
-    """taskkit: declarative background and recurring jobs for Flask on RQ."""
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """taskkit: declarative background and recurring jobs for Flask on RQ.
+
+    Every command first reads the nearest .flaskenv and .env as flask does (variables
+    already set win; TASKKIT_SKIP_DOTENV=1 turns it off), then jobs.yaml.
+    """
+    from taskkit.loader.envfiles import load_env_files
+
+    ctx.meta[ENV_FILES] = load_env_files()
 
 
 for command in (*config_commands.COMMANDS, *run.COMMANDS, schedules, *ops.COMMANDS):
@@ -38,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as error:
-        error.show()
+        show_click_error(error)
         sys.exit(error.exit_code)
     except TaskkitError as error:  # raised before a command ran, e.g. by an option
         CliError(error).show()
@@ -60,6 +69,7 @@ def flask_group() -> click.Group:
     """The same commands as ``flask taskkit ...``, defaulting to the app's jobs.yaml."""
     from flask.cli import ScriptInfo
 
+    # flask has read .env and .flaskenv (or was told not to) before it built the app.
     @click.group("taskkit", cls=TaskkitGroup, help=cli.help)
     @click.pass_context
     def group(ctx: click.Context) -> None:

@@ -61,7 +61,7 @@ def run_worker(  # noqa: PLR0917 - click passes options positionally
 
     A second SIGTERM stops the job at once (it is retried or failed with the reason).
     The job of a worker that died is retried or failed by another worker within 70 s
-    with the default settings below; see "Reliability and security" in the README.
+    with the default settings below; see docs/reliability.md, "Recovery times".
     """
     from taskkit.execution import run_worker as run
     from taskkit.workers import exit_on_stop_signals
