@@ -149,7 +149,7 @@ def alternating(variants: Sequence[str], round_number: int) -> Sequence[str]:
 
 @dataclass
 class Target:
-    """One target of issue #5: what was measured against what was asked."""
+    """One performance target: what was measured against what was asked."""
 
     what: str
     measured: str

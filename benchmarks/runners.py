@@ -85,7 +85,7 @@ def bare_rq_variant(name: str, worker_class: str, func: str = NOOP) -> Variant:
     """A bare RQ worker of ``worker_class`` (JSON, logging at WARNING) running ``func``.
 
     Bare RQ at its best: the job module is imported before the worker starts (``rq
-    worker`` would import it in every forked horse: DESIGN §8, "fork and import time"),
+    worker`` would import it in every forked horse: see docs/design.md),
     and it logs less than taskkit does (no line per job). Like ``taskkit run-worker`` it
     runs RQ's scheduler.
     """

@@ -403,11 +403,7 @@ def _reference_problems(
 ) -> Iterator[Problem]:
     queues = set(config.queues) | other_queues
     if queues and config.defaults.queue not in queues:
-        yield Problem(
-            ("defaults", "queue"),
-            f"queue {config.defaults.queue!r} is not declared in queues",
-            _suggest(config.defaults.queue, queues, "add it under queues:"),
-        )
+        yield _default_queue_problem(config, queues)
     for name, job in config.jobs.items():
         if queues and job.queue is not None and job.queue not in queues:
             yield Problem(
@@ -418,6 +414,20 @@ def _reference_problems(
     yield from _context_problems(config)
     for name, schedule in config.schedules.items():
         yield from _schedule_problems(config, name, schedule, other_jobs)
+
+
+def _default_queue_problem(config: TaskkitConfig, queues: set[str]) -> Problem:
+    name = config.defaults.queue
+    if "queue" in config.defaults.model_fields_set:
+        return Problem(
+            ("defaults", "queue"),
+            f"queue {name!r} is not declared in queues",
+            _suggest(name, queues, "add it under queues:"),
+        )
+    # Nothing in the file names it: say where the name comes from.
+    return Problem(
+        ("queues",), f"no queue named {name!r}", "declare it under queues or set defaults.queue"
+    )
 
 
 def _context_problems(config: TaskkitConfig) -> Iterator[Problem]:

@@ -95,8 +95,8 @@ def connect(url: SecretUrl | str) -> redis.Redis:
         # what url_problem() can say, which never quotes one.
         reason = (problem or "redis-py cannot read it").partition("; ")[0]
         raise RedisUnavailableError(
-            f"{redact_url(real)} is not a valid Redis URL: {reason}; see the URL forms in "
-            "taskkit's README"
+            f"{redact_url(real)} is not a valid Redis URL: {reason}; see 'Redis URL forms' in "
+            "docs/deployment.md"
         ) from None
 
 

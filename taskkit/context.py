@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import importlib
 import inspect
 import logging
 import os
@@ -25,6 +24,7 @@ from flask import Flask, current_app, has_app_context
 
 from taskkit.config import AppConfig, Context
 from taskkit.errors import AppFactoryError
+from taskkit.imports import AttributeMissingError, ReferenceImportError, import_reference
 
 log = logging.getLogger("taskkit.context")
 
@@ -36,15 +36,15 @@ def build_app(config: AppConfig) -> Flask:
     """Import and call the factory named in jobs.yaml (or take the app it names)."""
     module_name, _, attr = config.factory.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except Exception as error:
+        target = import_reference(config.factory)
+    except ReferenceImportError as failed:
+        error = failed.error
         raise AppFactoryError(
             f"app.factory {config.factory!r}: importing {module_name!r} failed "
             f"({type(error).__name__}: {error}); fix the module or the path in jobs.yaml"
         ) from error
-    target: Any = module
-    for part in attr.split("."):
-        target = getattr(target, part, None)
+    except AttributeMissingError:
+        target = None
     if isinstance(target, Flask):
         return target
     if not callable(target):

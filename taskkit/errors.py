@@ -37,8 +37,10 @@ class Problem:
         return ".".join(parts) or "<document>"
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}: " if self.file else ""
         hint = f" ({self.hint})" if self.hint else ""
+        if self.file and not self.line:  # about the file itself, not a place in it
+            return f"{self.file}: {self.message}{hint}"
+        where = f"{self.file}:{self.line}:{self.column}: " if self.file else ""
         return f"{where}{self.key_path}: {self.message}{hint}"
 
 

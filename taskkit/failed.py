@@ -18,6 +18,7 @@ from rq.results import Result
 
 from taskkit import connection
 from taskkit.config import SecretUrl
+from taskkit.errors import TaskkitError
 from taskkit.progress import Progress, progress_of
 from taskkit.redaction import redact_call, scrub
 from taskkit.registry import META_KEY, Registry
@@ -38,9 +39,16 @@ class FailedJob:
 
     @property
     def reason(self) -> str:
-        """The last line of the exception: usually the one that says what went wrong."""
+        """The exception's type and message on one line, without the traceback.
+
+        Not the traceback's last line: that is only the end of a message of several lines.
+        """
         lines = [line for line in self.exc_info.strip().splitlines() if line.strip()]
-        return lines[-1] if lines else "(no exception recorded)"
+        frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
+        # After the last frame come its indented source lines, then the exception.
+        rest = lines[frames[-1] + 1 :] if frames else lines
+        message = [line.strip() for line in rest if not line.startswith("    ")]
+        return " ".join(message) or "(no exception recorded)"
 
 
 def _url(registry: Registry) -> SecretUrl:
@@ -70,14 +78,25 @@ def list_failed(registry: Registry, job_name: str | None = None) -> list[FailedJ
 
 
 def get_failed(registry: Registry, job_id: str) -> FailedJob | None:
-    """One failed job by id, or None if no declared queue holds it as failed."""
+    """One failed job by id or by a prefix of one id (as git takes a commit's), or None if
+    no declared queue holds it as failed.
+
+    Raises :class:`TaskkitError` when the prefix starts more than one failed job's id.
+    """
 
     def read() -> FailedJob | None:
         for name in registry.queue_names:
             key = registry.queue(name).failed_job_registry.key
             if registry.connection.zscore(key, job_id) is not None:
                 return _load(registry, name, job_id)
-        return None
+        matches = [(q, i) for q, i in _job_ids(registry) if i.startswith(job_id)]
+        if len(matches) > 1:
+            shown = ", ".join(sorted(i for _, i in matches)[:5])
+            raise TaskkitError(
+                f"{job_id!r} starts the ids of {len(matches)} failed jobs ({shown}"
+                f"{', ...' if len(matches) > 5 else ''}); give more of the id"
+            )
+        return _load(registry, *matches[0]) if matches else None
 
     return connection.call(_url(registry), "read a failed job", read)
 

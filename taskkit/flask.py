@@ -8,7 +8,9 @@ imported or connected a second time.
 from __future__ import annotations
 
 import os
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_app_context
@@ -16,6 +18,7 @@ from rq.job import Job
 
 from taskkit.errors import DashboardError
 from taskkit.registry import Registry, load
+from taskkit.timing import assume_utc
 
 if TYPE_CHECKING:
     from taskkit.workflows.runs import Run
@@ -27,7 +30,8 @@ class TaskKit:
     """Flask extension for taskkit.
 
     The config path comes from ``config=``, else ``app.config["TASKKIT_CONFIG"]``, else
-    ``$TASKKIT_CONFIG``, else ``./jobs.yaml``. Eager mode (jobs run at once, in the
+    ``$TASKKIT_CONFIG``, else ``jobs.yaml``; a relative one is read from the app's project
+    folder (see :func:`config_path`). Eager mode (jobs run at once, in the
     caller's context, no Redis) comes from ``eager=``, else ``app.config["TASKKIT_EAGER"]``,
     else ``$TASKKIT_EAGER``.
 
@@ -60,13 +64,7 @@ class TaskKit:
 
     def init_app(self, app: Flask) -> None:
         """Load jobs.yaml for ``app``, register ``app.extensions["taskkit"]`` and the CLI."""
-        path = (
-            self._config
-            or app.config.get("TASKKIT_CONFIG")
-            or os.environ.get("TASKKIT_CONFIG")
-            or "jobs.yaml"
-        )
-        registry = load(path)
+        registry = load(config_path(app, self._config))
         eager = self._eager
         if eager is None and "TASKKIT_EAGER" in app.config:
             eager = _truthy(app.config["TASKKIT_EAGER"])
@@ -117,6 +115,37 @@ class TaskKit:
         return self._state().start_workflow(name, inputs)
 
 
+def config_path(app: Flask, config: str | os.PathLike[str] | None = None) -> Path:
+    """The jobs.yaml of ``app``: ``config``, else ``app.config["TASKKIT_CONFIG"]``, else
+    ``$TASKKIT_CONFIG``, else ``jobs.yaml``; a relative path is read from the app's
+    project folder (:func:`project_folder`), so the app finds its jobs.yaml whatever the
+    working directory (its tests run from anywhere). The ``taskkit`` command reads a
+    relative ``-c`` or ``$TASKKIT_CONFIG`` from the working directory, as commands do.
+    """
+    path = Path(
+        config
+        or app.config.get("TASKKIT_CONFIG")
+        or os.environ.get("TASKKIT_CONFIG")
+        or "jobs.yaml"
+    )
+    return path if path.is_absolute() else project_folder(app) / path
+
+
+def project_folder(app: Flask) -> Path:
+    """The folder that holds the app's top-level package, or ``app.root_path`` for an app
+    that is a single module: where Flask puts the default instance folder, and where a
+    project keeps jobs.yaml, next to its package.
+
+    Not ``app.root_path`` itself: for an app in ``myshop/__init__.py`` that is the package
+    folder, one below the project's jobs.yaml.
+    """
+    top = sys.modules.get(app.import_name.partition(".")[0])
+    file = getattr(top, "__file__", None)
+    if top is not None and hasattr(top, "__path__") and file:
+        return Path(file).resolve().parent.parent
+    return Path(app.root_path)
+
+
 class _State:
     """What ``app.extensions["taskkit"]`` holds: the registry and the app's eager flag.
 
@@ -142,7 +171,7 @@ class _State:
 
     def enqueue_at(self, when: datetime, name: str, /, *args: Any, **kwargs: Any) -> Job:
         """Enqueue to run at ``when``, naive meaning UTC (when eager: run now)."""
-        return self.submit(name, args, kwargs, at=when if when.tzinfo else when.replace(tzinfo=UTC))
+        return self.submit(name, args, kwargs, at=assume_utc(when))
 
     def submit(
         self,
@@ -176,4 +205,4 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
-__all__ = ["TaskKit"]
+__all__ = ["TaskKit", "config_path", "project_folder"]

@@ -1,22 +1,17 @@
 """The declared jobs, resolved to callables, and the enqueue API.
 
-``load()`` reads jobs.yaml, imports every ``func``, checks schedule arguments against
-the callables' signatures, and returns a :class:`Registry`. Enqueueing checks the
-arguments in the caller's process, so a mistake fails where it is made, not later in
-a worker.
+``load()`` returns the :class:`Registry` of a jobs.yaml, which :mod:`taskkit.loader`
+read, resolved and cached. Enqueueing checks the arguments in the caller's process, so
+a mistake fails where it is made, not later in a worker.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import os
 import pickle
-import sys
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,26 +25,15 @@ from rq.serializers import JSONSerializer, PickleSerializer
 
 from taskkit import connection, tracing
 from taskkit.bulk import Batch, Plan
-from taskkit.config import (
-    EffectiveJob,
-    ScheduleConfig,
-    SecretUrl,
-    TaskkitConfig,
-    did_you_mean,
-)
+from taskkit.config import EffectiveJob, SecretUrl, TaskkitConfig, did_you_mean
 from taskkit.context import ProcessApp, TeardownErrorHandler
 from taskkit.context import run as run_in_context
-from taskkit.errors import (
-    ConfigError,
-    JobArgumentsError,
-    Problem,
-    RedisUnavailableError,
-    TaskkitError,
-    UnknownJobError,
-)
-from taskkit.loader import LoadedConfig, Positions, read_config
+from taskkit.errors import JobArgumentsError, RedisUnavailableError, UnknownJobError
+from taskkit.loader import LoadedConfig, default_config_path
+from taskkit.loader.cache import LoadCache
+from taskkit.loader.resolution import Mismatch, resolve
 from taskkit.redaction import describe_call
-from taskkit.workflows.validate import check_workflows
+from taskkit.timing import assume_utc
 
 if TYPE_CHECKING:
     from taskkit.workflows.runs import Run, WorkflowRun
@@ -60,11 +44,6 @@ META_KEY = "taskkit_job"
 """The job meta field that names the declared job, so shared callables stay apart."""
 EAGER_JOBS_KEPT = 1000
 """How many of its eager jobs a registry keeps for :meth:`Registry.fetch`."""
-
-
-def default_config_path() -> Path:
-    """``$TASKKIT_CONFIG`` if set, else ``./jobs.yaml``."""
-    return Path(os.environ.get("TASKKIT_CONFIG") or "jobs.yaml")
 
 
 @dataclass(frozen=True)
@@ -136,6 +115,11 @@ class Registry:
         self._eager = value
 
     @property
+    def eager_setting(self) -> bool | None:
+        """Eager mode as set on this registry; None when ``$TASKKIT_EAGER`` decides."""
+        return self._eager
+
+    @property
     def config(self) -> TaskkitConfig:
         """The validated jobs.yaml."""
         return self.loaded.config
@@ -164,9 +148,15 @@ class Registry:
 
     @connection.setter
     def connection(self, value: redis.Redis) -> None:
-        self._connection = value
+        self.swap_connection(value)
+
+    def swap_connection(self, client: redis.Redis | None) -> redis.Redis | None:
+        """Use ``client`` from now on (None: one made from :attr:`redis_url` on first use);
+        returns the client used before, or None if none was made yet."""
+        before, self._connection = self._connection, client
         self._queues.clear()
         self._plans.clear()  # they hold queues (and a template job) bound to the old client
+        return before
 
     def queue(self, name: str) -> Queue:
         """The RQ queue called ``name`` (plain RQ, with this registry's serializer)."""
@@ -225,7 +215,7 @@ class Registry:
 
     def enqueue_at(self, when: datetime, name: str, /, *args: Any, **kwargs: Any) -> Job:
         """Run job ``name`` at ``when`` (naive datetimes count as UTC); see :meth:`enqueue_in`."""
-        return self.submit(name, args, kwargs, at=when if when.tzinfo else when.replace(tzinfo=UTC))
+        return self.submit(name, args, kwargs, at=assume_utc(when))
 
     def submit(
         self,
@@ -450,32 +440,6 @@ class Registry:
 
 
 @dataclass(frozen=True)
-class Mismatch:
-    """Why arguments do not bind to a signature, with a did-you-mean for a misspelt keyword."""
-
-    message: str
-    hint: str = ""
-    keyword: str | None = None
-
-    @classmethod
-    def of(
-        cls, signature: inspect.Signature, kwargs: Mapping[str, Any], error: TypeError
-    ) -> Mismatch:
-        """The mismatch behind ``error``, raised by ``signature.bind(..., **kwargs)``."""
-        params = signature.parameters.values()
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-            return cls(str(error))
-        named = [p.name for p in params if p.kind not in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL)]
-        unexpected = [key for key in kwargs if key not in named]
-        if not unexpected:
-            return cls(str(error))
-        keyword = unexpected[0]
-        close = did_you_mean(keyword, [n for n in named if n not in kwargs])
-        hint = f"did you mean {close!r}?" if close else f"the keywords it takes: {', '.join(named)}"
-        return cls(f"unexpected keyword {keyword!r}", hint, keyword)
-
-
-@dataclass(frozen=True)
 class _Wire:
     """How arguments travel to the worker, and what to tell a caller whose don't."""
 
@@ -536,10 +500,14 @@ def _env_flag(name: str) -> bool:
 
 # -- loading -----------------------------------------------------------------------------
 
-_cache: dict[tuple[str, int], Registry] = {}
-# Reentrant: a job module may load another jobs.yaml while its own is being loaded.
-_cache_lock = threading.RLock()
-_loading = threading.local()
+
+def _build(file: Path) -> Registry:
+    loaded, resolved = resolve(file)
+    jobs = {name: DeclaredJob(r.settings, r.func, r.signature) for name, r in resolved.items()}
+    return Registry(loaded, jobs)
+
+
+_registries: LoadCache[Registry] = LoadCache(_build)
 
 
 def load(path: str | os.PathLike[str] | None = None, *, cached: bool = True) -> Registry:
@@ -551,186 +519,12 @@ def load(path: str | os.PathLike[str] | None = None, *, cached: bool = True) -> 
     jobs.yaml inside a worker that already did costs nothing.
     """
     file = Path(path) if path is not None else default_config_path()
-    if not cached:
-        return _load(file)
-    try:
-        stat = file.resolve().stat()
-        key = (str(file.resolve()), stat.st_mtime_ns)
-    except OSError:
-        return _load(file)
-    with _cache_lock:
-        if key not in _cache:
-            _cache[key] = _load(file)
-        return _cache[key]
-
-
-@contextmanager
-def _guard_against_cycles(path: str) -> Iterator[None]:
-    """Refuse to load a jobs.yaml that this thread is loading already: a job module that
-    loads it at import (``create_app()`` whose factory calls ``TaskKit(app)``) would
-    otherwise wait for itself for ever."""
-    stack: list[str] = _loading.__dict__.setdefault("stack", [])
-    if path in stack:
-        raise TaskkitError(
-            f"{path} is loaded again while it is being loaded: a job module imports code "
-            "that loads it (such as create_app() at module level, whose factory calls "
-            "TaskKit(app)); build the app inside the job function, or rely on taskkit's "
-            "context: app, instead of at import"
-        )
-    stack.append(path)
-    try:
-        yield
-    finally:
-        stack.pop()
-
-
-def _load(file: Path) -> Registry:
-    with _guard_against_cycles(os.path.realpath(file)):
-        return _load_once(file)
-
-
-def _load_once(file: Path) -> Registry:
-    # Every func and schedule that parsed is checked even when other parts of the file did
-    # not, so that one run reports every problem.
-    loaded, problems = read_config(file)
-    if loaded is not None:
-        _extend_sys_path(loaded)
-        jobs, unresolved = _resolve_jobs(loaded)
-        problems += unresolved + _check_schedule_arguments(loaded, jobs)
-        problems += check_workflows(loaded.config, loaded.positions, _signatures(jobs))
-    if problems or loaded is None:
-        raise ConfigError(sorted(problems, key=lambda p: (p.line, p.column)))
-    return Registry(loaded, jobs)
-
-
-def _extend_sys_path(loaded: LoadedConfig) -> None:
-    """Put jobs.yaml's own folder on ``sys.path``, and its ``pythonpath:`` folders before it.
-
-    A project keeps jobs.yaml next to its package, so ``myapp.jobs:f`` imports from any
-    working directory and from the ``taskkit`` script (whose ``sys.path`` has no cwd), as
-    ``flask`` finds an app next to where it looks.
-    """
-    base = loaded.path.resolve().parent
-    folders = [str((base / entry).resolve()) for entry in loaded.config.pythonpath]
-    for folder in reversed([*folders, str(base)]):
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-
-
-def _resolve_jobs(loaded: LoadedConfig) -> tuple[dict[str, DeclaredJob], list[Problem]]:
-    jobs: dict[str, DeclaredJob] = {}
-    problems: list[Problem] = []
-    for name, settings in loaded.config.effective_jobs().items():
-        path = ("jobs", name, "func")
-        try:
-            func = import_callable(settings.func)
-        except _ImportFailedError as problem:
-            problems.append(loaded.positions.problem(path, problem.message, problem.hint))
-            continue
-        jobs[name] = DeclaredJob(settings, func, _signature(func))
-    return jobs, problems
-
-
-def _signatures(jobs: dict[str, DeclaredJob]) -> dict[str, inspect.Signature | None]:
-    return {name: declared.signature for name, declared in jobs.items()}
-
-
-def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
-    try:
-        return inspect.signature(func)
-    except (TypeError, ValueError):  # some builtins and C callables have none
-        return None
-
-
-class _ImportFailedError(Exception):
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-
-def import_callable(reference: str) -> Callable[..., Any]:
-    """Import ``"package.module:attr"``; tells a missing module from one that failed."""
-    module_name, _, attr = reference.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if (
-            error.name is not None
-            and module_name.startswith(error.name)
-            and (module_name == error.name or module_name.startswith(error.name + "."))
-        ):
-            raise _ImportFailedError(
-                f"module {module_name!r} not found",
-                "check the spelling, install the package, or add its folder to pythonpath:",
-            ) from None
-        # Reraise as "raised while importing" when the missing module is one it imports.
-        raise _ImportFailedError(
-            f"importing {module_name!r} raised ModuleNotFoundError: {error}",
-            "the module exists but one of its own imports failed; fix that import",
-        ) from None
-    except Exception as error:
-        raise _ImportFailedError(
-            f"importing {module_name!r} raised {type(error).__name__}: {error}",
-            "the module exists but fails when imported; fix the error in it",
-        ) from None
-    target: Any = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            names = [n for n in dir(module) if not n.startswith("_")]
-            close = did_you_mean(part, names)
-            raise _ImportFailedError(
-                f"module {module_name!r} has no attribute {attr!r}",
-                f"did you mean {module_name}:{close}?" if close else "check the function's name",
-            )
-        target = getattr(target, part)
-    if not callable(target):
-        raise _ImportFailedError(
-            f"{reference} is a {type(target).__name__}, not a callable",
-            "point func at a function",
-        )
-    return target  # type: ignore[no-any-return]
-
-
-def _check_schedule_arguments(loaded: LoadedConfig, jobs: dict[str, DeclaredJob]) -> list[Problem]:
-    problems = []
-    for name, schedule in loaded.config.schedules.items():
-        declared = jobs.get(schedule.job)
-        if declared is None or declared.signature is None:
-            continue
-        try:
-            declared.signature.bind(*schedule.args, **schedule.kwargs)
-        except TypeError as error:
-            mismatch = Mismatch.of(declared.signature, schedule.kwargs, error)
-            problems.append(_schedule_problem(loaded.positions, name, schedule, mismatch, declared))
-    return problems
-
-
-def _schedule_problem(
-    positions: Positions,
-    name: str,
-    schedule: ScheduleConfig,
-    mismatch: Mismatch,
-    declared: DeclaredJob,
-) -> Problem:
-    where: tuple[str, ...] = ("kwargs",) if schedule.kwargs else ("args",) if schedule.args else ()
-    if mismatch.keyword is not None:
-        where = ("kwargs", mismatch.keyword)
-    return positions.problem(
-        ("schedules", name, *(where or ("job",))),
-        f"the arguments do not fit {declared.settings.func}{declared.signature}: "
-        f"{mismatch.message}",
-        mismatch.hint or "make args/kwargs match the function's parameters",
-        at_key=mismatch.keyword is not None,
-    )
+    return _registries.load(file, cached=cached)
 
 
 __all__ = [
     "META_KEY",
     "DeclaredJob",
-    "Mismatch",
     "Registry",
-    "default_config_path",
-    "import_callable",
     "load",
 ]

@@ -48,6 +48,7 @@ import redis
 from flask import Flask, current_app, has_app_context
 
 from taskkit.errors import RedisUnavailableError
+from taskkit.loader import default_config_path
 from taskkit.redis_server import (
     EmbeddedRedis,
     claim_spare_database,
@@ -55,7 +56,7 @@ from taskkit.redis_server import (
     redact_url,
     redis_answers,
 )
-from taskkit.registry import Registry, default_config_path, load
+from taskkit.registry import Registry, load
 from taskkit.worker import (
     RETRIED_COUNT_FIELD,
     TaskkitJob,
@@ -80,7 +81,7 @@ def eager(registry: Registry | None = None) -> Iterator[None]:
     ``eager=`` or ``app.config["TASKKIT_EAGER"]`` keeps its own setting.
     """
     if registry is not None:
-        before = registry._eager
+        before = registry.eager_setting
         registry.eager = True
         try:
             yield
@@ -150,14 +151,12 @@ def run_burst_worker(
 @contextmanager
 def use_redis(registry: Registry, url: str) -> Iterator[redis.Redis]:
     """Point ``registry`` at the Redis database ``url`` for the ``with`` block."""
-    before = registry._connection
     client = redis.Redis.from_url(url)
-    registry.connection = client
+    before = registry.swap_connection(client)
     try:
         yield client
     finally:
-        registry._connection = before
-        registry._queues.clear()
+        registry.swap_connection(before)
         client.close()
 
 
@@ -281,7 +280,7 @@ def taskkit_registry(taskkit_config_path: Path, taskkit_redis_url: str) -> Itera
     views that enqueue through the extension send to the test database too.
     """
     registry = load(taskkit_config_path)
-    eager_before = registry._eager
+    eager_before = registry.eager_setting
     registry.eager = False
     try:
         with use_redis(registry, taskkit_redis_url):

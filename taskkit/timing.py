@@ -3,7 +3,7 @@
 Pure functions of a schedule and a point in time, so every rule (DST included) is
 tested without a clock or a Redis.
 
-Rules, which the README repeats:
+Rules, which docs/schedules.md repeats:
 
 - ``cron`` fields match the *wall clock* of the schedule's timezone.
   - Spring forward: a wall time that does not exist that day (02:30 in Europe/Berlin on
@@ -38,7 +38,7 @@ def next_fire_times(schedule: ScheduleConfig, after: datetime, count: int = 1) -
 
     A one-off ``at`` schedule yields at most one time.
     """
-    after = _aware(after).astimezone(UTC)
+    after = assume_utc(after).astimezone(UTC)
     if schedule.at is not None:
         at = at_time(schedule)
         return [at] if at > after else []
@@ -100,8 +100,10 @@ def _instants(wall: datetime, tz: ZoneInfo, every_hour: bool) -> list[datetime]:
     return instants
 
 
-def _aware(moment: datetime) -> datetime:
+def assume_utc(moment: datetime) -> datetime:
+    """``moment``, read as UTC if it is naive (as ``enqueue_at`` and ``--at`` promise);
+    ``astimezone()`` would read a naive one as the machine's local time."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-__all__ = ["at_time", "next_fire_times"]
+__all__ = ["assume_utc", "at_time", "next_fire_times"]

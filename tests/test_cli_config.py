@@ -128,7 +128,7 @@ def test_without_c_or_taskkit_config_the_working_directorys_jobs_yaml_is_used(
     monkeypatch.chdir(good.parent.parent)  # no jobs.yaml here
     code, _, err = run("validate")
     assert code == 1
-    assert "jobs.yaml:1:1: <document>: no such file" in err
+    assert err.startswith(f"error: {good.parent.parent / 'jobs.yaml'}: no such file (")
 
 
 @pytest.mark.parametrize("command", ["validate", "list", "schema"])
@@ -144,10 +144,125 @@ def test_validate_a_missing_file(tmp_path: Path) -> None:
     assert code == 1
     assert out == ""
     assert err.splitlines() == [
-        f"{tmp_path / 'nope.yaml'}:1:1: <document>: no such file (create it (see the README's "
-        "jobs.yaml reference), or point -c/--config or TASKKIT_CONFIG at yours)",
-        "error: 1 problem in nope.yaml",
+        f"error: {tmp_path / 'nope.yaml'}: no such file (create it (see docs/jobs-yaml.md), "
+        "or point -c/--config or TASKKIT_CONFIG at yours)",
     ]
+
+
+def test_a_relative_config_is_read_from_the_working_directory_and_shown_in_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run("validate", "-c", "conf/jobs.yaml")
+    assert (code, err) == (
+        1,
+        f"error: {tmp_path / 'conf' / 'jobs.yaml'}: no such file (create "
+        "it (see docs/jobs-yaml.md), or point -c/--config or TASKKIT_CONFIG at yours)\n",
+    )
+
+
+def _special_paths(tmp: Path) -> dict[str, tuple[Path, str]]:
+    import os
+
+    fifo = tmp / "fifo.yaml"
+    os.mkfifo(fifo)  # no writer: opening it for reading would wait for ever
+    loop = tmp / "loop.yaml"
+    loop.symlink_to(tmp / "loop2.yaml")
+    (tmp / "loop2.yaml").symlink_to(loop)
+    return {
+        "dev-zero": (Path("/dev/zero"), "is a character device, not a file"),
+        "fifo": (fifo, "is a FIFO (named pipe), not a file"),
+        "symlink loop": (loop, "cannot be read: a symbolic link on the path points back at itself"),
+        "directory via TASKKIT_CONFIG": (tmp, "is a directory, not a file"),
+    }
+
+
+@pytest.mark.parametrize(
+    "kind", ["dev-zero", "fifo", "symlink loop", "directory via TASKKIT_CONFIG"]
+)
+def test_a_path_that_is_no_regular_file_is_one_line_at_once(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: /dev/zero was read until memory ran out, a FIFO hung, a loop was a bug report."""
+    path, message = _special_paths(tmp_path)[kind]
+    monkeypatch.setenv("TASKKIT_CONFIG", str(path))
+    done = subprocess.run(
+        [*_taskkit_command(), "validate"], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"error: {path}: {message} (")
+
+
+def test_a_file_larger_than_the_bound_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    from taskkit.loader import MAX_FILE_BYTES
+
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (MAX_FILE_BYTES + 1))
+    code, _, err = run("validate", "-c", str(big))
+    assert code == 1
+    assert err.startswith(f"error: {big}: the file is {MAX_FILE_BYTES + 1} bytes, more than")
+
+
+# -- .env and .flaskenv ---------------------------------------------------------------------
+
+ENV_JOBS = """version: 1
+redis: {url: "redis://h-${A:-unset}-${B:-unset}-${C:-unset}:6379/0"}
+jobs: {j: {func: "json:loads"}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("files", "environment", "host"),
+    [
+        ({".env": "A=dotenv\nB=dotenv\n"}, {}, "h-dotenv-dotenv-unset"),
+        ({".flaskenv": "A=flaskenv\nC=flaskenv\n"}, {}, "h-flaskenv-unset-flaskenv"),
+        (  # .env wins over .flaskenv, as with flask
+            {".env": "A=dotenv\nB=dotenv\n", ".flaskenv": "A=flaskenv\nC=flaskenv\n"},
+            {},
+            "h-dotenv-dotenv-flaskenv",
+        ),
+        (  # what the environment sets wins over both
+            {".env": "A=dotenv\nB=dotenv\n", ".flaskenv": "A=flaskenv\nC=flaskenv\n"},
+            {"B": "environ"},
+            "h-dotenv-environ-flaskenv",
+        ),
+        (  # turned off
+            {".env": "A=dotenv\n", ".flaskenv": "C=flaskenv\n"},
+            {"TASKKIT_SKIP_DOTENV": "1"},
+            "h-unset-unset-unset",
+        ),
+    ],
+)
+def test_the_taskkit_command_reads_env_files_as_flask_does(
+    tmp_path: Path, files: dict[str, str], environment: dict[str, str], host: str
+) -> None:
+    import os
+
+    project = tmp_path / "project"
+    (project / "deploy").mkdir(parents=True)  # run from below: the nearest files are found
+    for name, text in files.items():
+        (project / name).write_text(text, encoding="utf-8")
+    (project / "deploy" / "jobs.yaml").write_text(ENV_JOBS, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("A", "B", "C", "TASKKIT_SKIP_DOTENV")}
+    done = subprocess.run(
+        [*_taskkit_command(), "list"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=project / "deploy",
+        env={**env, **environment},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert f"redis: redis://{host}:6379/0" in lines
+    read = [str(project / name) for name in (".flaskenv", ".env") if name in files]
+    if "TASKKIT_SKIP_DOTENV" in environment:
+        assert lines[-1] == "env files: none (TASKKIT_SKIP_DOTENV is set)"
+    else:
+        assert lines[-1] == f"env files: {', '.join(read)}"
 
 
 @pytest.mark.slow
@@ -190,8 +305,8 @@ def test_list_shows_effective_settings(good: Path) -> None:
     code, out, err = run("list", "-c", str(good))
     assert (code, err) == (0, "")
     rows = [line.split() for line in out.splitlines()]
-    assert ["send_receipt", "emails", "none", "1m", "3x", "(10s,", "1m)",
-            "loaderapps.jobs:send_receipt"] in rows  # fmt: skip
+    assert ["send_receipt", "emails", "none", "1m", "3x", "(10s,", "1m,", "1m:", "the", "last",
+            "wait", "repeats)", "loaderapps.jobs:send_receipt"] in rows  # fmt: skip
     assert ["cleanup", "default", "none", "1h30m", "no", "loaderapps.jobs:cleanup"] in rows
     assert ["heartbeat", "critical", "none", "10s", "1x", "(at", "once)",
             "loaderapps.jobs:heartbeat"] in rows  # fmt: skip
@@ -340,3 +455,48 @@ def test_a_package_next_to_jobs_yaml_imports_from_any_directory(tmp_path: Path) 
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK" in done.stdout
+
+
+# -- smaller messages ---------------------------------------------------------------------
+
+
+def test_the_implicit_default_queue_says_where_its_name_comes_from(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.yaml"
+    path.write_text(
+        "version: 1\nqueues:\n  emails: {}\njobs:\n  j: {func: 'json:loads'}\n", encoding="utf-8"
+    )
+    code, _, err = run("validate", "-c", str(path))
+    assert code == 1
+    assert err.splitlines()[0] == (
+        f"{path}:3:3: queues: no queue named 'default' "
+        "(declare it under queues or set defaults.queue)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("retry", "shown"),
+    [
+        ("{max: 3, intervals: [10s, 1m]}", "3x (10s, 1m, 1m: the last wait repeats)"),
+        ("{max: 2, intervals: [30s]}", "2x (30s, 30s: the last wait repeats)"),
+        ("{max: 1, intervals: [10s, 1m]}", "1x (10s; 1 more never used)"),
+        ("{max: 2, intervals: [10s, 1m]}", "2x (10s, 1m)"),
+        ("{max: 2}", "2x (at once)"),
+    ],
+)
+def test_list_explains_a_retry_max_that_does_not_match_its_intervals(
+    tmp_path: Path, retry: str, shown: str
+) -> None:
+    path = tmp_path / "jobs.yaml"
+    path.write_text(
+        f"version: 1\njobs:\n  j: {{func: 'json:loads', retry: {retry}}}\n", encoding="utf-8"
+    )
+    code, out, err = run("list", "-c", str(path))
+    assert (code, err) == (0, "")
+    assert f" {shown} " in out
+
+
+def test_a_usage_error_is_written_in_the_one_error_style(good: Path) -> None:
+    code, out, err = run("enqueue", "-c", str(good))
+    assert (code, out) == (2, "")
+    assert err.splitlines()[-1] == "error: Missing argument 'NAME'."
+    assert "Error:" not in err

@@ -196,7 +196,7 @@ def test_sigterm_lets_the_current_job_finish_then_exits_0(
 def test_delayed_jobs_and_retry_intervals_run_with_a_plain_run_worker(
     worker_cli: WorkerCli, taskkit_registry: Registry
 ) -> None:
-    """DESIGN §8, first trap: RQ needs its scheduler for these; run-worker always runs it."""
+    """RQ needs its scheduler for delayed jobs and retries; run-worker always runs it."""
     delayed = taskkit_registry.enqueue_in(timedelta(seconds=1), "report_none")
     marker = worker_cli.tmp_path / "attempts"
     retried = taskkit_registry.enqueue("fail_then_mark", str(marker))  # retry: 2 x 1s

@@ -83,7 +83,8 @@ def test_undeclared_entries_are_failed_and_the_worker_goes_on(
 
 
 def test_a_bare_rq_worker_runs_the_same_entry(taskkit_registry: Registry, tmp_path: Path) -> None:
-    """The control for the test above (DESIGN §8): without taskkit, eval runs."""
+    """The control for the test above (docs/design.md, what taskkit changes in RQ): without
+    taskkit, eval runs."""
     forged, markers = forged_entries(taskkit_registry, tmp_path)
     SimpleWorker(
         ["default"], connection=taskkit_registry.connection, serializer=JSONSerializer
@@ -173,7 +174,7 @@ def test_a_malformed_job_hash_fails_alone(taskkit_registry: Registry, worker_cla
 
 
 def test_a_bare_rq_worker_quits_on_a_malformed_hash(taskkit_registry: Registry) -> None:
-    """The control for the test above (DESIGN §8)."""
+    """The control for the test above: a bare RQ worker quits on it."""
     broken = taskkit_registry.enqueue("report_none")
     taskkit_registry.connection.hset(broken.key, "created_at", "not a date")
     behind = taskkit_registry.enqueue("report_none")
@@ -326,7 +327,7 @@ def test_a_child_forked_after_the_parent_used_the_database_opens_its_own(
 def test_job_modules_are_imported_once_in_the_worker_before_any_fork(
     taskkit_registry: Registry,
 ) -> None:
-    """DESIGN §8: a module imported in each horse rebuilds what it builds at import time."""
+    """RQ's fork worker: a module imported in each horse rebuilds what it builds at import."""
     jobs = [taskkit_registry.enqueue("report_app") for _ in range(2)]
     assert run_burst_worker(taskkit_registry, worker_class="fork").finished == 2
     reports = [fetch(taskkit_registry, job).return_value() for job in jobs]

@@ -15,8 +15,9 @@ from rq.job import Job, JobStatus
 from worker_support import WorkerCli
 
 from taskkit.cli import cli, main
+from taskkit.failed import FailedJob
 from taskkit.redaction import describe_call, is_secret_name, positional_names, scrub
-from taskkit.registry import Registry, load
+from taskkit.registry import META_KEY, Registry, load
 from taskkit.testing import run_burst_worker
 
 SECRETS = ("hunter22", "k-123456", "tok-abcdef", "s3cr3t-pw")
@@ -232,3 +233,71 @@ def test_describe_call_hides_secret_arguments() -> None:
         "login", ["ann", "hunter22"], {"api_key": "k"}, inspect.signature(login)
     )
     assert described == "login('ann', '***', api_key='***')"
+
+
+# -- a unique id prefix, and the reason in one line ------------------------------------------
+
+
+def test_show_takes_a_unique_id_prefix_and_says_when_one_is_ambiguous(
+    ops: Registry, ops_config: Path
+) -> None:
+    for job_id in ("abc-1", "abd-2"):
+        ops.queue("default").enqueue(
+            "opsjobs.needs_flag",
+            kwargs={"flag": job_id},
+            job_id=job_id,
+            meta={META_KEY: "needs_flag"},
+        )
+    assert run_burst_worker(ops).failed == 2
+
+    assert invoke("failed", "show", "-c", str(ops_config), "abc").startswith("id:      abc-1\n")
+    code, out, err = run_main("failed", "show", "-c", str(ops_config), "ab")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: 'ab' starts the ids of 2 failed jobs (abc-1, abd-2); give more of the id\n"
+    )
+    code, _, err = run_main("failed", "show", "-c", str(ops_config), "abx")
+    assert (code, err) == (1, "error: no failed job 'abx'; see `taskkit failed list`\n")
+
+
+def run_main(*args: str) -> tuple[int, str, str]:
+    runner = CliRunner()
+    code = 0
+    with runner.isolation() as (out, err, _):
+        try:
+            main(list(args))
+        except SystemExit as exited:
+            code = int(exited.code or 0)
+    return code, out.getvalue().decode(), err.getvalue().decode()
+
+
+TRACEBACK_HEAD = """\
+Traceback (most recent call last):
+  File "/app/jobs.py", line 3, in job
+    raise ValueError(message)
+    ^^^^^^^^^^^^^^^^^^^^^^^^^
+"""
+
+
+@pytest.mark.parametrize(
+    ("exc_info", "reason"),
+    [
+        (TRACEBACK_HEAD + "ValueError: bad input\n", "ValueError: bad input"),
+        (  # the traceback's last line would be "got: 7"
+            TRACEBACK_HEAD + "ValueError: the amount is wrong\n  expected: 5\n  got: 7\n",
+            "ValueError: the amount is wrong expected: 5 got: 7",
+        ),
+        (  # a chained exception: the one that ended the job
+            TRACEBACK_HEAD + "KeyError: 'x'\n\nDuring handling of the above exception, another "
+            "exception occurred:\n\n" + TRACEBACK_HEAD + "RuntimeError: lookup failed\n",
+            "RuntimeError: lookup failed",
+        ),
+        (
+            "UndeclaredJobError: refused: names nothing declared",
+            "UndeclaredJobError: refused: names nothing declared",
+        ),
+        ("", "(no exception recorded)"),
+    ],
+)
+def test_the_reason_is_the_exception_type_and_message(exc_info: str, reason: str) -> None:
+    assert FailedJob("id", "q", "job", [], {}, None, exc_info).reason == reason

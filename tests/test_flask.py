@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -19,10 +20,11 @@ from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 from worker_support import PROBE_JOBS, REPO_ROOT
 
-from taskkit import Registry
+from taskkit import ConfigError, Registry
 from taskkit import registry as registry_module
 from taskkit.eager import EagerJob
 from taskkit.flask import TaskKit
+from taskkit.loader.cache import LoadCache
 from taskkit.testing import use_redis
 from taskkit.worker import TaskkitJob, prepare_process
 
@@ -72,16 +74,53 @@ def test_init_app_and_the_config_path_order(
     monkeypatch.setenv("TASKKIT_CONFIG", str(other))
     assert TaskKit(Flask("from_env")).registry.path == other  # then $TASKKIT_CONFIG
 
-    here = tmp_path / "cwd"
-    here.mkdir()
-    (here / "jobs.yaml").write_text(
-        "version: 1\njobs:\n  from_cwd: {func: 'json:loads'}\n", encoding="utf-8"
-    )
-    monkeypatch.delenv("TASKKIT_CONFIG")
-    monkeypatch.chdir(here)
-    found = TaskKit(Flask("from_cwd")).registry
-    assert found.path.resolve() == here / "jobs.yaml"  # else ./jobs.yaml
-    assert list(found.jobs) == ["from_cwd"]
+
+@pytest.mark.parametrize(
+    ("setting", "where"),
+    [(None, "jobs.yaml"), ("conf/jobs.yaml", "conf/jobs.yaml"), ("../up.yaml", "../up.yaml")],
+)
+@pytest.mark.parametrize("layout", ["package", "module"])
+def test_a_relative_config_path_is_read_from_the_project_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str | None, where: str, layout: str
+) -> None:
+    """The project folder holds the app's package (or is the app module's own folder)."""
+    project = tmp_path / "project"
+    name = f"tk_{layout}_app_{abs(hash((setting, where))) % 10**6}"
+    if layout == "package":
+        (project / name).mkdir(parents=True)
+        (project / name / "__init__.py").write_text(
+            "from flask import Flask\napp = Flask(__name__)\n"
+        )
+    else:
+        project.mkdir()
+        (project / f"{name}.py").write_text("from flask import Flask\napp = Flask(__name__)\n")
+    (project / "conf").mkdir()
+    for yaml_name in ("jobs.yaml", "conf/jobs.yaml", "../up.yaml"):
+        (project / yaml_name).write_text("version: 1\njobs:\n  j: {func: 'json:loads'}\n", "utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "jobs.yaml").write_text("version: 1\n", encoding="utf-8")  # never read
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.syspath_prepend(str(project))
+    monkeypatch.delenv("TASKKIT_CONFIG", raising=False)
+    if setting is not None:
+        monkeypatch.setenv("TASKKIT_CONFIG", setting)
+    app = importlib.import_module(name).app
+
+    registry = TaskKit(app).registry
+
+    assert registry.path == project / where
+    assert list(registry.jobs) == ["j"]
+
+
+def test_a_missing_config_names_the_full_path_it_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TASKKIT_CONFIG", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        TaskKit(Flask("myapp", root_path=str(tmp_path / "root")))
+    assert str(caught.value).startswith(f"{tmp_path / 'root' / 'jobs.yaml'}: no such file (")
 
 
 def test_the_extension_follows_the_current_app(app: Flask) -> None:
@@ -143,15 +182,14 @@ def test_the_worker_app_reuses_the_registry_it_was_built_for(
 ) -> None:
     """A factory that calls TaskKit(app) inside the worker loads nothing a second time."""
     monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setattr(registry_module, "_cache", {})
     loads: list[Path] = []
-    real_load = registry_module._load
+    real_build = registry_module._registries.build
 
-    def counting_load(file: Path) -> Registry:
+    def counting_build(file: Path) -> Registry:
         loads.append(file)
-        return real_load(file)
+        return real_build(file)
 
-    monkeypatch.setattr(registry_module, "_load", counting_load)
+    monkeypatch.setattr(registry_module, "_registries", LoadCache(counting_build))
     monkeypatch.setattr(TaskkitJob, "registry", None)
     monkeypatch.delenv("TASKKIT_CONFIG", raising=False)
 

@@ -177,7 +177,7 @@ def test_watch_refreshes_until_terminated(ops: Registry, ops_config: Path, tmp_p
 def test_watch_in_text_mode_prints_a_dated_header_per_refresh_and_survives_outages(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from taskkit.cli import _watch_status
+    from taskkit.cli.ops import _watch_status
     from taskkit.errors import RedisUnavailableError
     from taskkit.status import Status
 

@@ -26,7 +26,7 @@ from rq_scheduler import Scheduler as _RqScheduler
 
 from taskkit.config import ScheduleConfig
 from taskkit.registry import Registry
-from taskkit.timing import at_time
+from taskkit.timing import assume_utc, at_time
 
 log = logging.getLogger("taskkit.scheduler")
 
@@ -95,8 +95,7 @@ def catalog_digest(registry: Registry) -> str:
 def _now(now: datetime | None) -> datetime:
     if now is None:
         return datetime.now(UTC)
-    # Naive means UTC, as in timing.py and enqueue_at; astimezone() would read it as local.
-    return (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC)
+    return assume_utc(now).astimezone(UTC)
 
 
 def _existing(registry: Registry, *, legacy: bool = False) -> dict[str, _Entry]:

@@ -1,7 +1,7 @@
 """The recovery bound: how long a dead worker's job may stay "started", and its settings.
 
-docs/reliability.md "Recovery times" promises at most 70 s with the default settings (issue #6 asks
-for no more than about a minute and a half), settable in jobs.yaml's ``worker:`` and on
+docs/reliability.md "Recovery times" promises at most 70 s with the default settings (the aim is no
+more than about a minute and a half), settable in jobs.yaml's ``worker:`` and on
 ``run-worker``'s command line (which wins). The bound is the TTL a worker gives its
 job's heartbeat, plus a maintenance interval, plus the time a live worker may take to
 notice that a pass is due.
@@ -61,7 +61,7 @@ def notice(settings: WorkerConfig) -> int:
 
 def test_the_default_bound_is_the_documented_70_s_within_issue_6s_minute_and_a_half() -> None:
     bound = recovery_bound(WorkerConfig())
-    assert bound <= 90, "issue #6: no more than about a minute and a half by default"
+    assert bound <= 90, "no more than about a minute and a half by default"
     assert bound == 70
     assert f"at most **{bound} s** after the death" in RELIABILITY_PAGE
     assert f"bound {recovery_bound(FAST)} s)" in RELIABILITY_PAGE, "the test settings' bound"

@@ -1,8 +1,5 @@
-"""The operator commands: ``taskkit queues list|pause|resume|drain`` and ``taskkit dashboard``.
-
-Importing this module adds them to :data:`taskkit.cli.cli` (``taskkit.cli`` imports it),
-so they are ``flask taskkit ...`` commands too. Thin, as every command: one call each.
-"""
+"""``taskkit queues list|pause|resume|drain`` and ``taskkit dashboard``: what operators
+act on. Thin, as every command: one call each."""
 
 from __future__ import annotations
 
@@ -13,10 +10,12 @@ from typing import Any
 
 import click
 
-from taskkit.cli import _duration, _registry, _table, cli, config_option
+from taskkit.cli.group import TaskkitGroup
+from taskkit.cli.options import config_option, duration, load_registry
+from taskkit.cli.output import table
 
 
-@click.group()
+@click.group(cls=TaskkitGroup)
 def queues() -> None:
     """Pause, resume and drain queues; list them with their counts."""
 
@@ -28,12 +27,12 @@ def queues_list(config_path: Path | None, as_json: bool) -> None:
     """Each declared queue, in priority order: paused or not, and its jobs by state."""
     from taskkit.status import collect
 
-    found = collect(_registry(config_path)).queues
+    found = collect(load_registry(config_path)).queues
     if as_json:
         click.echo(json.dumps([vars(q) for q in found], indent=2))
         return
     counts = ("queued", "started", "scheduled", "deferred", "failed", "finished")
-    _table(
+    table(
         "QUEUES (priority order)",
         ("name", "state", *counts),
         [
@@ -50,7 +49,7 @@ def queues_pause(config_path: Path | None, name: str) -> None:
     """Stop every worker (all hosts) taking jobs from NAME; its jobs stay queued."""
     from taskkit.queues import RECHECK_EVERY, pause
 
-    changed = pause(_registry(config_path), name)
+    changed = pause(load_registry(config_path), name)
     if changed:
         click.echo(
             f"paused queue {name}: workers leave its jobs within {2 * RECHECK_EVERY:g} s "
@@ -67,7 +66,7 @@ def queues_resume(config_path: Path | None, name: str) -> None:
     """Let workers take jobs from NAME again."""
     from taskkit.queues import resume
 
-    changed = resume(_registry(config_path), name)
+    changed = resume(load_registry(config_path), name)
     click.echo(f"resumed queue {name}" if changed else f"queue {name} was not paused")
 
 
@@ -76,7 +75,7 @@ def queues_resume(config_path: Path | None, name: str) -> None:
 @click.argument("name")
 @click.option(
     "--timeout",
-    callback=_duration,
+    callback=duration,
     default="10m",
     show_default=True,
     metavar="DURATION",
@@ -86,7 +85,7 @@ def queues_drain(config_path: Path | None, name: str, timeout: int) -> None:
     """Wait until NAME is empty and none of its jobs runs (e.g. before a deploy)."""
     from taskkit.queues import drain
 
-    took = drain(_registry(config_path), name, timeout=timeout)
+    took = drain(load_registry(config_path), name, timeout=timeout)
     click.echo(f"queue {name} is drained (waited {took:.1f} s)")
 
 
@@ -106,7 +105,7 @@ def dashboard(config_path: Path | None, host: str, port: int, token: str | None)
     from taskkit.dashboard import server
 
     server.check_binding(host, token or None)
-    registry = _registry(config_path)
+    registry = load_registry(config_path)
     app = server.create_app(registry, token=token or None)
     shown = f"[{host}]" if ":" in host else host
     click.echo(
@@ -125,7 +124,7 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-cli.add_command(queues)
-cli.add_command(dashboard)
+COMMANDS = [queues, dashboard]
 
-__all__ = ["dashboard", "queues"]
+
+__all__ = ["COMMANDS", "dashboard", "queues"]
