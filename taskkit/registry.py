@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,6 +48,7 @@ from taskkit.errors import (
     TaskkitError,
     UnknownJobError,
 )
+from taskkit.flow import FlowPolicy, flow_problems
 from taskkit.loader import LoadedConfig, Positions, read_config
 from taskkit.redaction import describe_call
 
@@ -96,7 +98,12 @@ class DeclaredJob:
         policy = self.settings.retry
         if policy.max <= 0:
             return None
-        return Retry(max=policy.max, interval=list(policy.intervals) or 0)
+        return Retry(max=policy.max, interval=policy.waits() or 0)
+
+    @cached_property
+    def flow(self) -> FlowPolicy:
+        """Its flow control (retry filters, unique and limit keys), resolved on first use."""
+        return FlowPolicy(self.settings, self.signature)
 
 
 class Registry:
@@ -562,6 +569,7 @@ def _load_once(file: Path) -> Registry:
         _extend_sys_path(loaded)
         jobs, unresolved = _resolve_jobs(loaded)
         problems += unresolved + _check_schedule_arguments(loaded, jobs)
+        problems += flow_problems(loaded, jobs)
     if problems or loaded is None:
         raise ConfigError(sorted(problems, key=lambda p: (p.line, p.column)))
     return Registry(loaded, jobs)
