@@ -51,6 +51,7 @@ from taskkit.errors import (
 from taskkit.flow import FlowPolicy, flow_problems
 from taskkit.loader import LoadedConfig, Positions, read_config
 from taskkit.redaction import describe_call
+from taskkit.uniqueness import enqueue_unique
 
 T = TypeVar("T")
 
@@ -249,6 +250,13 @@ class Registry:
             return self._run_eagerly(declared, call_args, call_kwargs)
         job = self._create(declared, call_args, call_kwargs)
         queue = self.queue(declared.settings.queue)
+        unique = declared.settings.unique
+        if unique is not None:
+            key = declared.flow.unique_key(call_args, call_kwargs)
+            assert key is not None
+            return self._write(
+                f"enqueue {name!r}", lambda: enqueue_unique(queue, job, key, unique.while_, at=at)
+            )
         if at is None:
             return self._send(f"enqueue {name!r}", [(queue, job)])[0]
         return self._write(f"schedule {name!r}", lambda: queue.schedule_job(job, at))
@@ -276,6 +284,12 @@ class Registry:
         if self.eager:
             prepared = [self._prepare(n, tuple(a), dict(k)) for n, a, k in calls]
             return [self._run_eagerly(declared, a, k) for declared, a, k in prepared]
+        calls = list(calls)
+        if any(self.job(name).settings.unique is not None for name, _, _ in calls):
+            # A unique job's claim is its own transaction: such a batch goes job by job,
+            # every call checked first.
+            checked = [self._prepare(n, tuple(a), dict(k)) for n, a, k in calls]
+            return [self.submit(d.name, a, k, eager=False) for d, a, k in checked]
         batch = Batch()
         for name, args, kwargs in calls:
             batch.add(self._plan(name), tuple(args), dict(kwargs))
