@@ -188,7 +188,29 @@ def _qualified(cls: type) -> str:
 
 def flow_problems(loaded: LoadedConfig, jobs: Mapping[str, DeclaredJob]) -> list[Problem]:
     """Exception names that do not import, and key templates that do not fit the callable."""
-    return [*_exception_problems(loaded), *_key_problems(loaded, jobs)]
+    return [*_exception_problems(loaded), *_key_problems(loaded, jobs), *_unbuilt(loaded)]
+
+
+_NOT_BUILT = ("concurrency", "rate_limit")
+
+
+def _unbuilt(loaded: LoadedConfig) -> Iterator[Problem]:
+    """Keys the format reserves but this version does not enforce yet: refused, never
+    ignored, so that nobody relies on a limit that is not there."""
+    for path, layer in _layers(loaded):
+        if layer.enqueue == "after_commit":
+            yield loaded.positions.problem(
+                (*path, "enqueue"),
+                "enqueue: after_commit is not built in this version of taskkit",
+                "remove it (jobs are sent at once) until a release supports it",
+            )
+        for key in _NOT_BUILT:
+            if getattr(layer, key, None) is not None:
+                yield loaded.positions.problem(
+                    (*path, key),
+                    f"{key} is not built in this version of taskkit",
+                    f"remove {key}: until a release supports it",
+                )
 
 
 def _layers(loaded: LoadedConfig) -> Iterator[tuple[tuple[str, ...], Settings]]:

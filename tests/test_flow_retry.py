@@ -109,8 +109,11 @@ def test_jitter_draws_each_retry_wait_between_half_and_all_of_it(
         ('retry: {max: 1, on: ["nosuchmodule:Error"]}', "module 'nosuchmodule'"),
         ("retry: {max: 1, intervals: [1s], backoff: {base: 1s}}", "keep one of them"),
         ('unique: {key: "x:{acount_id}"}', "uses {acount_id}, which the job does not take"),
-        ('concurrency: {key: "x:{0}", limit: 1}', "uses a positional field {0}"),
-        ('rate_limit: {key: "x:{", limit: 1, per: 1s}', "is not a str.format template"),
+        ('unique: {key: "x:{0}"}', "uses a positional field {0}"),
+        ('unique: {key: "x:{"}', "is not a str.format template"),
+        ("concurrency: {limit: 1}", "concurrency is not built in this version"),
+        ("rate_limit: {limit: 1, per: 1s}", "rate_limit is not built in this version"),
+        ("enqueue: after_commit", "enqueue: after_commit is not built in this version"),
     ],
 )
 def test_flow_keys_are_checked_at_validate_time(
