@@ -155,7 +155,8 @@ DESCRIPTIONS.update(
             "A duplicate enqueue returns the job already there."
         ),
         "JobConfig.concurrency": (
-            _RESERVED + "At most `limit` such jobs queued or running at once: [`concurrency:`](#concurrency)."
+            _RESERVED
+            + "At most `limit` such jobs queued or running at once: [`concurrency:`](#concurrency)."
         ),
         "JobConfig.rate_limit": (
             _RESERVED + "At most `limit` starts per `per` of all jobs sharing the key: "
