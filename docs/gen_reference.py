@@ -35,6 +35,10 @@ SECTIONS: list[tuple[str, str, str]] = [
     ("QueueConfig", "queues.NAME:", "queues"),
     ("JobConfig", "jobs.NAME:", "jobs"),
     ("RetryConfig", "retry: (in defaults, a queue or a job)", "retry"),
+    ("BackoffConfig", "retry.backoff:", "backoff"),
+    ("UniqueConfig", "jobs.NAME.unique:", "unique"),
+    ("ConcurrencyConfig", "jobs.NAME.concurrency:", "concurrency"),
+    ("RateLimitConfig", "jobs.NAME.rate_limit:", "rate-limit"),
     ("ScheduleConfig", "schedules.NAME:", "schedules"),
     ("WorkflowConfig", "workflows.NAME:", "workflows"),
     ("StepConfig", "workflows.NAME.steps.STEP:", "steps"),
@@ -155,6 +159,65 @@ DESCRIPTIONS: dict[str, str] = {
         "After a failed or skipped step: `skip` this one (and the steps after it), or `run` it."
     ),
 }
+
+_DISCARD = (
+    'Exception classes (`"module:Class"` or `"module.Class"`, imported at validate time) '
+    "that fail the job at once, never retried; the reason starts its failure text."
+)
+_ENQUEUE = (
+    "`immediate`, or `after_commit`: inside a Flask-SQLAlchemy transaction the job is sent "
+    "when the session commits, dropped on rollback (see [Flow control](flow-control.md))."
+)
+_RESERVED = "**Reserved: refused by this version.** "
+_KEY = "A `str.format` template over the job's arguments, checked at validate time"
+DESCRIPTIONS.update(
+    {
+        "Defaults.discard_on": _DISCARD + " Built-in default none.",
+        "Defaults.enqueue": _RESERVED + _ENQUEUE + " Built-in default `immediate`.",
+        "QueueConfig.discard_on": "Overrides `defaults:` for the jobs on this queue.",
+        "QueueConfig.enqueue": "Overrides `defaults:` for the jobs on this queue.",
+        "JobConfig.discard_on": _INHERITS + "none. " + _DISCARD,
+        "JobConfig.enqueue": _RESERVED + _INHERITS + "`immediate`. " + _ENQUEUE,
+        "JobConfig.unique": (
+            "At most one such job waiting (or running): [`unique:`](#unique). "
+            "A duplicate enqueue returns the job already there."
+        ),
+        "JobConfig.concurrency": (
+            _RESERVED
+            + "At most `limit` such jobs queued or running at once: [`concurrency:`](#concurrency)."
+        ),
+        "JobConfig.rate_limit": (
+            _RESERVED + "At most `limit` starts per `per` of all jobs sharing the key: "
+            "[`rate_limit:`](#rate-limit)."
+        ),
+        "RetryConfig.backoff": (
+            "Growing waits instead of `intervals`: [`backoff:`](#backoff). Not both."
+        ),
+        "RetryConfig.on": (
+            "Retry only these exception classes (imported at validate time); any other "
+            "fails at once. Unset: retry any exception."
+        ),
+        "BackoffConfig.base": "The wait before the first retry.",
+        "BackoffConfig.factor": "Each wait is the one before times this (1 to 100).",
+        "BackoffConfig.max": "No wait is longer than this.",
+        "BackoffConfig.jitter": (
+            "Draw each wait between half of it and all of it, so that jobs that failed "
+            "together are retried apart."
+        ),
+        "UniqueConfig.key": (
+            _KEY + "; unset: the job's name and a digest of all its arguments."
+        ),
+        "UniqueConfig.while": (
+            "`queued`: a duplicate is refused while the job waits; `queued_or_running`: "
+            "also while it runs."
+        ),
+        "ConcurrencyConfig.key": _KEY + "; unset: the job's name.",
+        "ConcurrencyConfig.limit": "How many jobs with one key may be queued or running at once.",
+        "RateLimitConfig.key": _KEY + "; unset: the job's name. Jobs may share a key.",
+        "RateLimitConfig.limit": "How many jobs with the key may start within any `per`.",
+        "RateLimitConfig.per": "The length of the sliding window.",
+    }
+)
 
 _DURATION_DESCRIPTION = "Seconds, or a string like 45s, 10m, 2h, 1d, 1h30m"
 

@@ -34,6 +34,7 @@ _DURATION_FULL = re.compile(r"^\s*(?:\d+\s*[smhdw]\s*)+$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 _FUNC = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+_EXCEPTION = r"^[A-Za-z_][\w.]*[.:][A-Za-z_]\w*$"
 
 
 def parse_duration(value: Any) -> int:
@@ -179,11 +180,75 @@ class AppConfig(_Model):
 Context = Literal["none", "app", "request"]
 
 
+ExceptionName = Annotated[str, Field(pattern=_EXCEPTION)]
+"""An exception class as ``"module:attr"`` or ``"module.attr"``; imported at validate time."""
+
+
+class BackoffConfig(_Model):
+    """Waits that grow: ``base``, ``base * factor``, ``base * factor**2``, ... up to ``max``."""
+
+    base: Duration
+    factor: Annotated[float, Field(ge=1, le=100)] = 2
+    max: Duration | None = None
+    jitter: bool = False
+
+    def intervals(self, attempts: int) -> list[int]:
+        """The wait before each of ``attempts`` retries, in whole seconds (no jitter)."""
+        waits = []
+        for attempt in range(attempts):
+            wait = self.base * self.factor**attempt
+            if self.max is not None:
+                wait = min(wait, self.max)
+            waits.append(max(1, round(wait)))
+        return waits
+
+
 class RetryConfig(_Model):
     """How often and after which waits a failed job is tried again."""
 
     max: Annotated[int, Field(ge=0, le=1000)] = 0
     intervals: list[Ttl] = Field(default_factory=list)
+    backoff: BackoffConfig | None = None
+    on: list[ExceptionName] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind_of_wait(self) -> RetryConfig:
+        if self.backoff is not None and self.intervals:
+            raise ValueError("intervals and backoff both say how long to wait; keep one of them")
+        return self
+
+    def waits(self) -> list[int]:
+        """The wait before each retry: ``intervals``, or ``backoff``'s series."""
+        if self.backoff is not None:
+            return self.backoff.intervals(self.max)
+        return list(self.intervals)
+
+
+class UniqueConfig(_Model):
+    """At most one such job waiting (or running): a duplicate enqueue returns that job."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    key: str | None = None
+    while_: Literal["queued", "queued_or_running"] = Field("queued", alias="while")
+
+
+class ConcurrencyConfig(_Model):
+    """At most ``limit`` jobs sharing ``key`` run (or wait in their queue) at once."""
+
+    key: str | None = None
+    limit: Annotated[int, Field(ge=1, le=100000)]
+
+
+class RateLimitConfig(_Model):
+    """At most ``limit`` starts per ``per`` of all jobs sharing ``key``."""
+
+    key: str | None = None
+    limit: Annotated[int, Field(ge=1, le=100000)]
+    per: Duration
+
+
+Enqueue = Literal["immediate", "after_commit"]
 
 
 class Settings(_Model):
@@ -194,6 +259,8 @@ class Settings(_Model):
     failure_ttl: Ttl | None = None
     retry: RetryConfig | None = None
     context: Context | None = None
+    discard_on: list[ExceptionName] | None = None
+    enqueue: Enqueue | None = None
 
 
 class Defaults(Settings):
@@ -212,6 +279,9 @@ class JobConfig(Settings):
     func: Annotated[str, Field(pattern=_FUNC)]
     queue: Annotated[str, Field(pattern=_NAME)] | None = None
     description: str | None = None
+    unique: UniqueConfig | None = None
+    concurrency: ConcurrencyConfig | None = None
+    rate_limit: RateLimitConfig | None = None
 
 
 class ScheduleConfig(_Model):
@@ -363,6 +433,11 @@ class TaskkitConfig(_Model):
             failure_ttl=pick("failure_ttl", 7 * 86400),
             retry=pick("retry", RetryConfig()),
             description=job.description,
+            discard_on=pick("discard_on", []),
+            enqueue=pick("enqueue", "immediate"),
+            unique=job.unique,
+            concurrency=job.concurrency,
+            rate_limit=job.rate_limit,
         )
 
 
@@ -378,6 +453,11 @@ class EffectiveJob(_Model):
     failure_ttl: int
     retry: RetryConfig
     description: str | None = None
+    discard_on: list[str] = Field(default_factory=list)
+    enqueue: Enqueue = "immediate"
+    unique: UniqueConfig | None = None
+    concurrency: ConcurrencyConfig | None = None
+    rate_limit: RateLimitConfig | None = None
 
     @property
     def rq_func_name(self) -> str:
@@ -490,11 +570,14 @@ def did_you_mean(value: str, choices: list[str]) -> str | None:
 
 __all__ = [
     "AppConfig",
+    "BackoffConfig",
+    "ConcurrencyConfig",
     "Defaults",
     "Duration",
     "EffectiveJob",
     "JobConfig",
     "QueueConfig",
+    "RateLimitConfig",
     "RedisConfig",
     "RetryConfig",
     "ScheduleConfig",
@@ -502,6 +585,7 @@ __all__ = [
     "StepConfig",
     "TaskkitConfig",
     "Ttl",
+    "UniqueConfig",
     "WorkerConfig",
     "WorkflowConfig",
     "check_references",

@@ -14,6 +14,7 @@ import pickle
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,11 +30,13 @@ from taskkit.config import EffectiveJob, SecretUrl, TaskkitConfig, did_you_mean
 from taskkit.context import ProcessApp, TeardownErrorHandler
 from taskkit.context import run as run_in_context
 from taskkit.errors import JobArgumentsError, RedisUnavailableError, UnknownJobError
+from taskkit.flow import FlowPolicy
 from taskkit.loader import LoadedConfig, default_config_path
 from taskkit.loader.cache import LoadCache
 from taskkit.loader.resolution import Mismatch, resolve
 from taskkit.redaction import describe_call
 from taskkit.timing import assume_utc
+from taskkit.uniqueness import enqueue_unique
 
 if TYPE_CHECKING:
     from taskkit.workflows.runs import Run, WorkflowRun
@@ -79,7 +82,12 @@ class DeclaredJob:
         policy = self.settings.retry
         if policy.max <= 0:
             return None
-        return Retry(max=policy.max, interval=list(policy.intervals) or 0)
+        return Retry(max=policy.max, interval=policy.waits() or 0)
+
+    @cached_property
+    def flow(self) -> FlowPolicy:
+        """Its flow control (retry filters, unique and limit keys), resolved on first use."""
+        return FlowPolicy(self.settings, self.signature)
 
 
 class Registry:
@@ -236,6 +244,13 @@ class Registry:
             return self._run_eagerly(declared, call_args, call_kwargs)
         job = self._create(declared, call_args, call_kwargs)
         queue = self.queue(declared.settings.queue)
+        unique = declared.settings.unique
+        if unique is not None:
+            key = declared.flow.unique_key(call_args, call_kwargs)
+            assert key is not None
+            return self._write(
+                f"enqueue {name!r}", lambda: enqueue_unique(queue, job, key, unique.while_, at=at)
+            )
         if at is None:
             return self._send(f"enqueue {name!r}", [(queue, job)])[0]
         return self._write(f"schedule {name!r}", lambda: queue.schedule_job(job, at))
@@ -289,6 +304,12 @@ class Registry:
         if self.eager:
             prepared = [self._prepare(n, tuple(a), dict(k)) for n, a, k in calls]
             return [self._run_eagerly(declared, a, k) for declared, a, k in prepared]
+        calls = list(calls)
+        if any(self.job(name).settings.unique is not None for name, _, _ in calls):
+            # A unique job's claim is its own transaction: such a batch goes job by job,
+            # every call checked first.
+            checked = [self._prepare(n, tuple(a), dict(k)) for n, a, k in calls]
+            return [self.submit(d.name, a, k, eager=False) for d, a, k in checked]
         batch = Batch()
         for name, args, kwargs in calls:
             batch.add(self._plan(name), tuple(args), dict(kwargs))

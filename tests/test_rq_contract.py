@@ -46,6 +46,7 @@ OVERRIDES: dict[tuple[str, str], str | None] = {
     ("rq.job.Job", "fetch_many"): "cls, job_ids, connection, serializer=",
     ("rq.job.Job", "failure_callback"): None,
     ("rq.job.Job", "func"): None,
+    ("rq.job.Job", "get_retry_interval"): "self",
     ("rq.job.Job", "get_status"): "self, refresh=",
     ("rq.job.Job", "refresh"): "self",
     ("rq.job.Job", "restore"): "self, raw_data",

@@ -16,6 +16,7 @@ from typing import Any
 
 from taskkit.config import EffectiveJob, ScheduleConfig, did_you_mean
 from taskkit.errors import ConfigError, Problem
+from taskkit.flow import flow_problems
 from taskkit.imports import AttributeMissingError, ReferenceImportError, import_reference
 from taskkit.loader.document import LoadedConfig, read_config
 from taskkit.loader.positions import Positions
@@ -46,6 +47,7 @@ def resolve(file: Path) -> tuple[LoadedConfig, dict[str, ResolvedJob]]:
         problems += unresolved + _check_schedule_arguments(loaded, jobs)
         signatures = {name: job.signature for name, job in jobs.items()}
         problems += check_workflows(loaded.config, loaded.positions, signatures)
+        problems += flow_problems(loaded, jobs)
     if problems or loaded is None:
         raise ConfigError(sorted(problems, key=lambda p: (p.line, p.column)))
     return loaded, jobs

@@ -31,6 +31,7 @@ from taskkit.worker.outages import Outages
 from taskkit.worker.pausing import Pausing
 from taskkit.worker.recovery import Recovery
 from taskkit.worker.retries import Retries
+from taskkit.worker.retry_policy import RetryPolicy
 from taskkit.worker.rq_scheduler import RqSchedulerProcess
 from taskkit.worker.spawn import spawn_horse
 from taskkit.worker.stopping import Stopping, WorkerStoppedError, interrupted_reason
@@ -42,8 +43,8 @@ WorkerClassName = Literal["fork", "simple", "spawn"]
 
 
 class TaskkitForkWorker(
-    Pausing, Stopping, Outages, Recovery, Metering, Tracing, Retries, RqSchedulerProcess, Horses,
-    Worker,
+    Pausing, Stopping, Outages, Recovery, Metering, Tracing, Retries, RetryPolicy,
+    RqSchedulerProcess, Horses, Worker,
 ):
     """RQ's forking worker (a work horse per job), with taskkit's bends."""
 
@@ -125,8 +126,8 @@ class TaskkitForkWorker(
 
 
 class TaskkitSimpleWorker(
-    Pausing, Stopping, Outages, Recovery, Metering, Tracing, Retries, RqSchedulerProcess,
-    SimpleWorker,
+    Pausing, Stopping, Outages, Recovery, Metering, Tracing, Retries, RetryPolicy,
+    RqSchedulerProcess, SimpleWorker,
 ):
     """RQ's simple worker (jobs run in the worker process), with taskkit's policies.
 

@@ -22,6 +22,7 @@ from rq.job import Job
 
 from taskkit import logs
 from taskkit.errors import UndeclaredJobError
+from taskkit.flow import jittered
 from taskkit.registry import META_KEY, DeclaredJob, Registry, load
 from taskkit.worker.joblog import _log_refusal, _run_logged
 from taskkit.worker.queue import is_job_id, shown
@@ -49,6 +50,8 @@ class TaskkitJob(Job):
     _taskkit_call: Callable[..., Any] | None = None
     _taskkit_refusal: str | None = None
     _taskkit_malformed: str | None = None
+    _taskkit_no_retry: str | None = None  # why this attempt's exception is not retried
+    _taskkit_wait: tuple[int, int] | None = None  # (retries_left, jittered wait)
 
     @classmethod
     def worker_registry(cls) -> Registry:
@@ -107,8 +110,27 @@ class TaskkitJob(Job):
 
     @property
     def should_retry(self) -> bool:
-        """RQ's retry rule, except that a refused entry is never retried."""
-        return self._taskkit_refusal is None and bool(super().should_retry)
+        """RQ's retry rule, except that a refused entry is never retried, nor an exception
+        that jobs.yaml's ``discard_on`` or ``retry.on`` rule out."""
+        if self._taskkit_refusal is not None or self._taskkit_no_retry is not None:
+            return False
+        return bool(super().should_retry)
+
+    def get_retry_interval(self) -> int:
+        """RQ's wait before the next retry, jittered if the job's backoff says so.
+
+        RQ stores one list of waits per job; the jitter is drawn here, once per attempt
+        (RQ asks twice: for the log line and for the retry), so that jobs that failed
+        together are retried apart.
+        """
+        wait = int(super().get_retry_interval())
+        declared, _ = _declared_job(self.worker_registry(), self)
+        if declared is None or not declared.flow.jitter or not wait:
+            return wait
+        left = int(self.retries_left or 0)
+        if self._taskkit_wait is None or self._taskkit_wait[0] != left:
+            self._taskkit_wait = (left, max(1, round(jittered(wait))))
+        return self._taskkit_wait[1]
 
     @property
     def success_callback(self) -> None:

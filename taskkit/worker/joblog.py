@@ -29,6 +29,7 @@ def _run_logged(
     try:
         result = registry.call(declared, args, kwargs, partial(_log_teardown_error, declared, job))
     except BaseException as error:
+        job._taskkit_no_retry = declared.flow.no_retry_reason(error)  # type: ignore[attr-defined]
         _log_failure(declared, job, (time.perf_counter() - started) * 1000, error)
         raise
     elapsed = (time.perf_counter() - started) * 1000
@@ -44,6 +45,9 @@ def _log_failure(declared: DeclaredJob, job: Job, elapsed: float, error: BaseExc
     """``... failed: Error: text``, or ``... failed, retry 1/3 in 10s: ...`` for an attempt
     that RQ will retry (that one is not a failure of the job, only of the attempt)."""
     failure = logs.escape_controls(f"{type(error).__name__}: {error}")
+    no_retry = getattr(job, "_taskkit_no_retry", None)
+    if no_retry is not None:
+        failure += f" ({no_retry})"
     retry = _retry_note(declared, job)
     log.warning(
         "%s queue=%s id=%s %.1fms failed%s: %s",
