@@ -210,7 +210,7 @@ def machine_facts(redis_url: str) -> list[tuple[str, str]]:
         ("redis-py", _version("redis")),
         ("Flask-SQLAlchemy", _version("flask-sqlalchemy")),
         ("Flask-RQ", _version("flask-rq")),
-        ("taskkit", f"{_version('taskkit')} ({_git_revision()})"),
+        ("taskkit", f"{_version('flask-taskkit')} ({_git_revision()})"),
     ]
 
 

@@ -134,12 +134,17 @@ def test_a_worker_started_before_redis_waits_for_it(
     worker_cli.env["REDIS_URL"] = private_redis.url
     private_redis.stop()
     process = worker_cli.start("run-worker", "-c", CONFIG, "--redis-timeout", "60")
-    time.sleep(2)
+    # Redis starts only once the worker says it waits (a loaded machine may take seconds
+    # to start the worker: a fixed sleep let Redis be up before the worker looked).
+    wait_for(
+        lambda: "waiting for Redis at 127.0.0.1" in worker_cli.stderr(process),
+        timeout=60,
+        what="the worker to wait for Redis",
+    )
     private_redis.start()
     with use_redis(taskkit_registry, private_redis.url):
         job = taskkit_registry.enqueue("noop")
         wait_for_status(taskkit_registry, job, [JobStatus.FINISHED], timeout=30)
-    assert "waiting for Redis at 127.0.0.1" in worker_cli.stderr(process)
     assert worker_cli.stop(process) == 0
 
 

@@ -103,8 +103,12 @@ def test_ticks_resume_after_redis_restarts_empty_none_lost_beyond_the_outage_non
     resumed = min(t for t in enqueued if t > back)
     gaps = [(a, b) for a, b in itertools.pairwise(enqueued) if b - a > 1]
     print(f"\n{mode}: ticks resumed {resumed - back:.1f} s after Redis came back; gaps {gaps}")
+    # A gap before the crash is the misfire policy's doing when the scheduler itself fell
+    # behind (a loaded machine): tick a was fired when b was already the next one due.
+    fired_at = dict(enqueue_times(scheduler_output))
     for a, b in gaps:
-        assert a >= killed - 2 and b <= resumed, (killed, back, gaps)
+        stalled = fired_at[a] >= b - 1
+        assert (a >= killed - 2 or stalled) and b <= resumed, (killed, back, gaps, fired_at)
     assert resumed - back < REDIS_TIMEOUT
     # What the lost Redis held (jobs queued, or taken and not started) is lost with it;
     # every tick enqueued after it came back ran, up to the last one that did.
@@ -118,8 +122,25 @@ def test_ticks_resume_after_redis_restarts_empty_none_lost_beyond_the_outage_non
 
 def enqueued_ticks(output: str) -> list[float]:
     """The ticks a scheduler's log says it enqueued (Unix time)."""
-    found = re.findall(r"taskkit\.scheduler: pulse: tick (\S+) enqueued", output)
-    return [datetime.fromisoformat(tick).timestamp() for tick in found]
+    return [tick for tick, _ in enqueue_times(output)]
+
+
+def enqueue_times(output: str) -> list[tuple[float, float]]:
+    """(tick, when its log line was written) for each tick the scheduler enqueued."""
+    found = re.findall(
+        r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) \S+ taskkit\.scheduler: "
+        r"pulse: tick (\S+) enqueued",
+        output,
+        re.MULTILINE,
+    )
+    return [
+        (datetime.fromisoformat(tick).timestamp(), _local(stamp) + int(millis) / 1000)
+        for stamp, millis, tick in found
+    ]
+
+
+def _local(stamp: str) -> float:
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").timestamp()
 
 
 def test_a_with_scheduler_child_that_dies_is_started_again(
