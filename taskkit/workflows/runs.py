@@ -29,6 +29,7 @@ from taskkit.config import WorkflowConfig, did_you_mean
 from taskkit.errors import JobArgumentsError, WorkflowError
 from taskkit.workflows import store
 from taskkit.workflows.plan import STEP_META, PlannedJob, PlannedStep, job_ids, plan_run
+from taskkit.workflows.steps import pending_key
 from taskkit.workflows.store import JobState
 
 if TYPE_CHECKING:
@@ -258,6 +259,9 @@ def _send(
                 job.set_status(JobStatus.DEFERRED, pipeline=pipe)
                 job.save(pipeline=pipe)
                 job.register_dependency(pipeline=pipe)
+            if len(planned.depends_on) > 1:  # lets a fan-in's check read one job, not all
+                pipe.sadd(pending_key(job.id), *planned.depends_on)
+                pipe.expire(pending_key(job.id), ttl)
         for job, planned in jobs:
             if not planned.depends_on:
                 registry.queue(job.origin).enqueue_job(job, pipeline=pipe)
