@@ -133,7 +133,7 @@ def list_(config_path: Path | None) -> None:
     for name, schedule in registry.config.schedules.items():
         upcoming = next_fire_times(schedule, now, 1) if schedule.enabled else []
         when = upcoming[0].astimezone(schedule.tz).isoformat() if upcoming else "-"
-        schedule_rows.append((name, schedule.job, _form(schedule), when))
+        schedule_rows.append((name, schedule.target, _form(schedule), when))
     _table("SCHEDULES", ("name", "job", "when", "next run"), schedule_rows)
     click.echo(f"redis: {registry.redis_url}")
 
@@ -486,7 +486,7 @@ def schedules_sync(config_path: Path | None, dry_run: bool) -> None:
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Run even while the last run is queued or running.")
 def schedules_run(config_path: Path | None, name: str, force: bool) -> None:
-    """Enqueue schedule NAME's job now, with its arguments; prints the job id.
+    """Enqueue schedule NAME's job now (or start its workflow); prints the job (or run) id.
 
     The next tick stays when it was. With overlap: skip, a tick due while this run is
     queued or running is skipped, and this command refuses while the last run is.
@@ -513,7 +513,8 @@ def schedules_list(config_path: Path | None, count: int) -> None:
     registry = _registry(config_path)
     for view in describe(registry, count=count):
         schedule = view.schedule
-        click.echo(f"{view.name}  [{view.state}]  job={schedule.job}  {_form(schedule)}")
+        runs = f"workflow={schedule.workflow}" if schedule.workflow else f"job={schedule.job}"
+        click.echo(f"{view.name}  [{view.state}]  {runs}  {_form(schedule)}")
         if view.stored_next is not None and view.stored_next not in view.upcoming:
             click.echo(f"    due   {view.stored_next.isoformat()} (stored in Redis)")
         for moment in view.upcoming:

@@ -49,7 +49,7 @@ from taskkit.errors import (
 )
 from taskkit.loader import LoadedConfig, Positions, read_config
 from taskkit.redaction import describe_call
-from taskkit.workflows.validate import check_workflows
+from taskkit.workflows.validate import check_schedule_inputs, check_workflows
 
 if TYPE_CHECKING:
     from taskkit.workflows.runs import Run, WorkflowRun
@@ -598,6 +598,7 @@ def _load_once(file: Path) -> Registry:
         jobs, unresolved = _resolve_jobs(loaded)
         problems += unresolved + _check_schedule_arguments(loaded, jobs)
         problems += check_workflows(loaded.config, loaded.positions, _signatures(jobs))
+        problems += check_schedule_inputs(loaded.config, loaded.positions)
     if problems or loaded is None:
         raise ConfigError(sorted(problems, key=lambda p: (p.line, p.column)))
     return Registry(loaded, jobs)
@@ -695,7 +696,7 @@ def import_callable(reference: str) -> Callable[..., Any]:
 def _check_schedule_arguments(loaded: LoadedConfig, jobs: dict[str, DeclaredJob]) -> list[Problem]:
     problems = []
     for name, schedule in loaded.config.schedules.items():
-        declared = jobs.get(schedule.job)
+        declared = jobs.get(schedule.job) if schedule.job is not None else None
         if declared is None or declared.signature is None:
             continue
         try:

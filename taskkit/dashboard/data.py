@@ -137,7 +137,7 @@ def _schedule_row(view: schedules.ScheduleView, now: datetime) -> ScheduleRow:
         overdue = behind if behind > OVERDUE_AFTER else None
     return ScheduleRow(
         name=view.name,
-        job=view.schedule.job,
+        job=view.schedule.target,
         when=_form(view.schedule),
         state=view.state,
         enabled=view.schedule.enabled,
