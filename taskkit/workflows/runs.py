@@ -89,11 +89,14 @@ class WorkflowRun:
         workflow: str,
         layout: list[tuple[str, str, int, int | None]],
         created_at: datetime | None = None,
+        *,
+        schedule: str | None = None,
     ) -> None:
         self.registry = registry
         self.id = run_id
         self.workflow = workflow
         self.created_at = created_at
+        self.schedule = schedule  # the schedule whose tick (or run by hand) started it
         self._layout = layout  # (step, job, position, count) in dependency order
 
     def __repr__(self) -> str:
@@ -317,7 +320,9 @@ def _from_record(registry: Registry, run_id: str, record: Mapping[Any, Any]) -> 
         for s, j, p, c in json.loads(fields["steps"])
     ]
     created = datetime.fromisoformat(fields["created_at"]) if fields.get("created_at") else None
-    return WorkflowRun(registry, run_id, fields.get("workflow", "?"), layout, created)
+    schedule = fields.get("taskkit_schedule")
+    name = fields.get("workflow", "?")
+    return WorkflowRun(registry, run_id, name, layout, created, schedule=schedule)
 
 
 def recent(registry: Registry, workflow: str | None = None, limit: int = 20) -> list[WorkflowRun]:
