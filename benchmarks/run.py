@@ -13,8 +13,9 @@ whole-process figures where start-up is the point (Flask-RQ).
 
 Sections: ``throughput`` (1: taskkit vs bare RQ), ``flask-rq`` (2), ``seed`` (3),
 ``roundtrips`` (4), ``enqueue`` (5), ``loader`` (6), ``schedules`` (7), ``processes`` (8),
-``memory`` (9), ``profile`` (where a fork work horse's time goes). Flask-RQ comes from
-the ``bench`` extra (``pip install -e '.[bench]'``); without it that section is skipped.
+``memory`` (9), ``workflows`` (10), ``profile`` (where a fork work horse's time goes).
+Flask-RQ comes from the ``bench`` extra (``pip install -e '.[bench]'``); without it that
+section is skipped.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ SECTIONS = (
     "schedules",
     "processes",
     "memory",
+    "workflows",
     "profile",
 )
 
@@ -84,6 +86,9 @@ class Sizes:
     memory_jobs_fork: int = 10_000
     profile_jobs: int = 150
     profile_rounds: int = 2
+    workflow_items: int = 100
+    workflow_steps: int = 50
+    workflow_rounds: int = 5
 
 
 QUICK = Sizes(
@@ -111,6 +116,9 @@ QUICK = Sizes(
     memory_jobs_fork=20,
     profile_jobs=8,
     profile_rounds=1,
+    workflow_items=10,
+    workflow_steps=5,
+    workflow_rounds=1,
 )
 
 
@@ -210,9 +218,11 @@ def run_sections(
         sections.append(_loader(sizes))
     if "schedules" in chosen:
         sections.append(_schedules(sizes, server, folder))
+    if "workflows" in chosen:
+        sections.append(_workflows(sizes, server, folder))
     if "profile" in chosen:
         sections.append(_profile(sizes, server, folder))
-    order = {name: i for i, name in enumerate(["1", "2", "3", "4", "5", "6", "7", "8", "9"])}
+    order = {name: i for i, name in enumerate(["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"])}
     return sorted(sections, key=lambda s: order.get(s.title.split(".")[0], 99))
 
 
@@ -445,6 +455,33 @@ def _schedules(sizes: Sizes, server: str, folder: Path) -> Section:
 def _sync_cell(run: dict[str, object]) -> str:
     seconds = float(run["seconds"])  # type: ignore[arg-type]
     return f"{seconds * 1000:.0f} ms, {run['round_trips']} round trips, {run['commands']} commands"
+
+
+def _workflows(sizes: Sizes, server: str, folder: Path) -> Section:
+    import bench_workflows
+
+    log("workflows: start, steps and fan-in")
+    url = database(server, 12)
+    home = folder / "workflows"
+    home.mkdir()
+    try:
+        figures = bench_workflows.measure(
+            home,
+            url,
+            items=sizes.workflow_items,
+            steps=sizes.workflow_steps,
+            rounds=sizes.workflow_rounds,
+        )
+    finally:
+        flush(url)
+    section = Section("10. Workflows: starting a run, each step, a fan-in")
+    section.lines += [*bench_workflows.render(figures).splitlines(), ""]
+    section.say(
+        "One `taskkit run-worker --worker-class simple` works every variant, alternating; "
+        "spans run from the first job's start to the last one's end, as RQ stamped them. "
+        "Commands are counted by the server (benchmarks/bench_workflows.py)."
+    )
+    return section
 
 
 def _profile(sizes: Sizes, server: str, folder: Path) -> Section:

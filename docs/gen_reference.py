@@ -114,6 +114,10 @@ DESCRIPTIONS: dict[str, str] = {
         "Waits before each retry; the last one repeats. Empty: retry at once."
     ),
     "ScheduleConfig.job": "A job declared under `jobs:`; its queue, timeout and retry apply.",
+    "ScheduleConfig.workflow": (
+        "A workflow declared under `workflows:`, instead of `job:`: each tick starts one run, "
+        "with `kwargs` as its inputs."
+    ),
     "ScheduleConfig.cron": (
         "Five cron fields, in the schedule's timezone. Exactly one of `cron`, `every`, `at`."
     ),

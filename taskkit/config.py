@@ -285,9 +285,10 @@ class JobConfig(Settings):
 
 
 class ScheduleConfig(_Model):
-    """A recurring (or one-off) run of a declared job."""
+    """A recurring (or one-off) run of a declared job, or of a workflow."""
 
-    job: str
+    job: str | None = None
+    workflow: str | None = None
     cron: str | None = None
     every: Duration | None = None
     at: datetime | None = None
@@ -299,6 +300,24 @@ class ScheduleConfig(_Model):
     misfire: Literal["once", "skip"] = "once"
     grace: Duration | None = None
     description: str | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ScheduleConfig:
+        if (self.job is None) == (self.workflow is None):
+            found = "both" if self.job is not None else "neither"
+            raise ValueError(
+                f"a schedule names exactly one of job, workflow (found {found}); keep one"
+            )
+        if self.workflow is not None and self.args:
+            raise ValueError(
+                "a workflow takes its inputs as keywords; move args: into kwargs:, by input name"
+            )
+        return self
+
+    @property
+    def target(self) -> str:
+        """What a tick starts, as lists show it: the job's name, or ``workflow:NAME``."""
+        return self.job if self.job is not None else f"workflow:{self.workflow}"
 
     @model_validator(mode="after")
     def _one_form(self) -> ScheduleConfig:
@@ -475,11 +494,18 @@ def check_references(
     they are invalid, so that references to them are not reported a second time.
     """
     extra = also_declared or {}
-    return list(_reference_problems(config, extra.get("queues", set()), extra.get("jobs", set())))
+    return list(
+        _reference_problems(
+            config,
+            extra.get("queues", set()),
+            extra.get("jobs", set()),
+            extra.get("workflows", set()),
+        )
+    )
 
 
 def _reference_problems(
-    config: TaskkitConfig, other_queues: set[str], other_jobs: set[str]
+    config: TaskkitConfig, other_queues: set[str], other_jobs: set[str], other_workflows: set[str]
 ) -> Iterator[Problem]:
     queues = set(config.queues) | other_queues
     if queues and config.defaults.queue not in queues:
@@ -493,7 +519,7 @@ def _reference_problems(
             )
     yield from _context_problems(config)
     for name, schedule in config.schedules.items():
-        yield from _schedule_problems(config, name, schedule, other_jobs)
+        yield from _schedule_problems(config, name, schedule, other_jobs, other_workflows)
 
 
 def _default_queue_problem(config: TaskkitConfig, queues: set[str]) -> Problem:
@@ -528,13 +554,24 @@ def _context_problems(config: TaskkitConfig) -> Iterator[Problem]:
 
 
 def _schedule_problems(
-    config: TaskkitConfig, name: str, schedule: ScheduleConfig, other_jobs: set[str]
+    config: TaskkitConfig,
+    name: str,
+    schedule: ScheduleConfig,
+    other_jobs: set[str],
+    other_workflows: set[str],
 ) -> Iterator[Problem]:
-    if schedule.job not in config.jobs and schedule.job not in other_jobs:
+    if schedule.job is not None and schedule.job not in config.jobs.keys() | other_jobs:
         yield Problem(
             ("schedules", name, "job"),
             f"job {schedule.job!r} is not declared in jobs",
             _suggest(schedule.job, config.jobs, "declare it under jobs:"),
+        )
+    known = config.workflows.keys() | other_workflows
+    if schedule.workflow is not None and schedule.workflow not in known:
+        yield Problem(
+            ("schedules", name, "workflow"),
+            f"workflow {schedule.workflow!r} is not declared in workflows",
+            _suggest(schedule.workflow, config.workflows, "declare it under workflows:"),
         )
     try:
         ZoneInfo(schedule.timezone)

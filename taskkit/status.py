@@ -173,7 +173,7 @@ def _schedules(registry: Registry) -> list[ScheduleStatus]:
         result.append(
             ScheduleStatus(
                 name=view.name,
-                job=view.schedule.job,
+                job=view.schedule.target,
                 state=view.state,
                 next_run=view.stored_next.isoformat() if view.stored_next else None,
                 last_run=last_run,

@@ -41,6 +41,10 @@ RQ_PACKAGES = ("rq", "rq_scheduler")
 # attribute has None.
 OVERRIDES: dict[tuple[str, str], str | None] = {
     ("rq.job.Job", "_deserialize_data"): "self",
+    # taskkit.workflows.steps: a fan-in's check reads one pending upstream job, not all.
+    ("rq.job.Job", "dependencies_are_met"): (
+        "self, parent_job=, pipeline=, exclude_job_id=, refresh_job_status="
+    ),
     ("rq.job.Job", "exc_info"): None,
     ("rq.job.Job", "fetch"): "cls, id, connection=, serializer=",
     ("rq.job.Job", "fetch_many"): "cls, job_ids, connection, serializer=",

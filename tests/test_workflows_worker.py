@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from rq import Worker
 from rq.registry import DeferredJobRegistry
 from worker_support import WorkerCli, wait_for
 
-from taskkit.registry import Registry
+from taskkit.redis_server import EmbeddedRedis
+from taskkit.registry import Registry, load
 
 pytestmark = pytest.mark.slow
 
@@ -78,3 +80,42 @@ def test_a_failing_item_skips_the_fan_in_runs_on_failure_run_and_leaves_nothing_
     for queue in ("default", "other"):
         assert DeferredJobRegistry(queue, connection=conn).get_job_ids() == []
     assert run.results()["fetch"] == ["d2/a", None, "d2/c"]
+
+
+def test_a_fan_in_over_many_items_reads_one_sibling_per_item_not_all(
+    embedded_redis: EmbeddedRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A private server: its command counts are this test's alone.
+    monkeypatch.setenv("REDIS_URL", embedded_redis.url)
+    registry = load(WORKFLOW_JOBS, cached=False)
+    cli = WorkerCli(embedded_redis.url, tmp_path)
+    try:
+        workers = [
+            cli.start("run-worker", "-c", str(WORKFLOW_JOBS), "--worker-class", "simple")
+            for _ in range(2)
+        ]
+        conn = registry.connection
+        wait_for(lambda: len(Worker.all(connection=conn)) == 2, what="two workers registered")
+        before = hget_calls(conn)
+        shards = [f"s{n}" for n in range(40)]
+        run = registry.start_workflow("nightly_report", day="d3", shards=shards)
+        wait_for(lambda: run.status() != "running", timeout=120, what="the run to end")
+        hgets = hget_calls(conn) - before
+        for worker in workers:
+            assert cli.stop(worker) == 0, cli.stderr(worker)[-3000:]
+    finally:
+        cli.close()
+
+    assert run.status() == "finished"
+    parts = [f"d3/{shard}" for shard in shards]
+    assert run.results()["merge"] == "+".join(parts), "the fan-in saw every item's result"
+    assert [call[0] for call in calls(registry)].count("merge") == 1
+    # RQ alone reads every sibling's status each time an item ends: 40 x 39 HGETs. A few
+    # per item remain (the one sibling read, RQ's own, a WATCH retry when two ends race).
+    assert hgets < 10 * len(shards), hgets
+    assert not conn.keys("taskkit:workflow:pending:*"), "the pending set is emptied"
+
+
+def hget_calls(conn: redis.Redis) -> int:
+    stats = conn.info("commandstats").get("cmdstat_hget", {"calls": 0})
+    return int(stats["calls"])

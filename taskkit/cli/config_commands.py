@@ -58,7 +58,7 @@ def list_(config_path: Path | None) -> None:
     for name, schedule in registry.config.schedules.items():
         upcoming = next_fire_times(schedule, now, 1) if schedule.enabled else []
         when = upcoming[0].astimezone(schedule.tz).isoformat() if upcoming else "-"
-        schedule_rows.append((name, schedule.job, schedule_form(schedule), when))
+        schedule_rows.append((name, schedule.target, schedule_form(schedule), when))
     table("SCHEDULES", ("name", "job", "when", "next run"), schedule_rows)
     click.echo(f"redis: {registry.redis_url}")
     _echo_env_files()

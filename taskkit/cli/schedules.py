@@ -82,7 +82,7 @@ def schedules_import(config_path: Path | None, remove: bool, yes: bool) -> None:
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Run even while the last run is queued or running.")
 def schedules_run(config_path: Path | None, name: str, force: bool) -> None:
-    """Enqueue schedule NAME's job now, with its arguments; prints the job id.
+    """Enqueue schedule NAME's job now (or start its workflow); prints the job (or run) id.
 
     The next tick stays when it was. With overlap: skip, a tick due while this run is
     queued or running is skipped, and this command refuses while the last run is.
@@ -109,7 +109,8 @@ def schedules_list(config_path: Path | None, count: int) -> None:
     registry = load_registry(config_path)
     for view in describe(registry, count=count):
         schedule = view.schedule
-        click.echo(f"{view.name}  [{view.state}]  job={schedule.job}  {schedule_form(schedule)}")
+        runs = f"workflow={schedule.workflow}" if schedule.workflow else f"job={schedule.job}"
+        click.echo(f"{view.name}  [{view.state}]  {runs}  {schedule_form(schedule)}")
         if view.stored_next is not None and view.stored_next not in view.upcoming:
             click.echo(f"    due   {view.stored_next.isoformat()} (stored in Redis)")
         for moment in view.upcoming:

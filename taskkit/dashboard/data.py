@@ -46,6 +46,7 @@ class ScheduleRow:
     lateness: float | None
     next_run: datetime | None
     overdue: float | None
+    last_run_id: str | None = None  # a workflow schedule's latest run
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def _schedule_row(view: schedules.ScheduleView, now: datetime) -> ScheduleRow:
         overdue = behind if behind > OVERDUE_AFTER else None
     return ScheduleRow(
         name=view.name,
-        job=view.schedule.job,
+        job=view.schedule.target,
         when=_form(view.schedule),
         state=view.state,
         enabled=view.schedule.enabled,
@@ -147,6 +148,7 @@ def _schedule_row(view: schedules.ScheduleView, now: datetime) -> ScheduleRow:
         lateness=lateness,
         next_run=view.stored_next,
         overdue=overdue,
+        last_run_id=last.get("run_id"),
     )
 
 

@@ -14,7 +14,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from werkzeug.wrappers import Response
 
 from taskkit import failed, queues, schedules
-from taskkit.dashboard import data
+from taskkit.dashboard import data, runs
 from taskkit.dashboard.blueprint import current_registry
 from taskkit.errors import RedisUnavailableError, TaskkitError
 from taskkit.metrics import render_metrics
@@ -34,6 +34,8 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/failed/delete", "delete", delete, methods=["POST"])
     bp.add_url_rule("/schedules", "schedules", schedule_list)
     bp.add_url_rule("/schedules/<name>/run", "run_schedule", run_schedule, methods=["POST"])
+    bp.add_url_rule("/workflows", "workflows", workflow_runs)
+    bp.add_url_rule("/workflows/runs/<run_id>", "run", workflow_run)
     bp.add_url_rule("/metrics", "metrics", metrics)
 
 
@@ -90,6 +92,24 @@ def schedule_list() -> str:
     return render_template("taskkit/schedules.html", schedules=rows)
 
 
+def workflow_runs() -> str:
+    """The latest workflow runs, with their status."""
+    registry = current_registry()
+    return render_template(
+        "taskkit/workflows.html",
+        runs=runs.recent_runs(registry),
+        workflows=registry.config.workflows,
+    )
+
+
+def workflow_run(run_id: str) -> str:
+    """One run: each step's jobs with their status and timing, linking to the job pages."""
+    found = runs.run_page(current_registry(), run_id)
+    if found is None:
+        abort(404)
+    return render_template("taskkit/run.html", page=found)
+
+
 # -- actions --------------------------------------------------------------------------------
 
 
@@ -132,9 +152,12 @@ def delete() -> Response:
 def run_schedule(name: str) -> Response:
     """Enqueue a schedule's job now (``force`` even while its last run is active)."""
     force = request.form.get("force") == "1"
-    job_id = _act(lambda: schedules.run_now(current_registry(), name, force=force))
+    registry = current_registry()
+    job_id = _act(lambda: schedules.run_now(registry, name, force=force))
     if job_id is not None:
-        flash(f"Schedule {name}: enqueued job {job_id}", "ok")
+        schedule = registry.config.schedules[name]
+        started = "started run" if schedule.workflow is not None else "enqueued job"
+        flash(f"Schedule {name}: {started} {job_id}", "ok")
     return _back(url_for(".schedules"))
 
 

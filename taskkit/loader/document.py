@@ -117,7 +117,7 @@ _SECTIONS = ("queues", "jobs", "schedules")
 # arguments do not depend on.
 _SALVAGE: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "jobs": (("func",), {}),
-    "schedules": (("job", "args", "kwargs"), {"every": 1}),
+    "schedules": (("job", "workflow", "args", "kwargs"), {"every": 1}),
 }
 
 
@@ -156,6 +156,9 @@ def _references_of_the_rest(
         section: {str(n) for s, n in broken if s == section and (s, n) not in salvaged}
         for section in _SECTIONS
     }
+    if "workflows" in dropped and isinstance(data.get("workflows"), dict):
+        # Broken workflows were reported; a schedule naming one is not a second problem.
+        set_aside["workflows"] = {str(n) for n in data["workflows"]}
     return partial, [
         positions.problem(p.path, p.message, p.hint)
         for p in check_references(partial, also_declared=set_aside)

@@ -20,7 +20,7 @@ from taskkit.flow import flow_problems
 from taskkit.imports import AttributeMissingError, ReferenceImportError, import_reference
 from taskkit.loader.document import LoadedConfig, read_config
 from taskkit.loader.positions import Positions
-from taskkit.workflows.validate import check_workflows
+from taskkit.workflows.validate import check_schedule_inputs, check_workflows
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ def resolve(file: Path) -> tuple[LoadedConfig, dict[str, ResolvedJob]]:
         problems += unresolved + _check_schedule_arguments(loaded, jobs)
         signatures = {name: job.signature for name, job in jobs.items()}
         problems += check_workflows(loaded.config, loaded.positions, signatures)
+        problems += check_schedule_inputs(loaded.config, loaded.positions)
         problems += flow_problems(loaded, jobs)
     if problems or loaded is None:
         raise ConfigError(sorted(problems, key=lambda p: (p.line, p.column)))
@@ -163,7 +164,7 @@ class Mismatch:
 def _check_schedule_arguments(loaded: LoadedConfig, jobs: dict[str, ResolvedJob]) -> list[Problem]:
     problems = []
     for name, schedule in loaded.config.schedules.items():
-        declared = jobs.get(schedule.job)
+        declared = jobs.get(schedule.job) if schedule.job is not None else None
         if declared is None or declared.signature is None:
             continue
         try:

@@ -51,17 +51,19 @@ from taskkit.schedules.store import (
     SCHEDULER_KEY_PREFIX,
     STATE_KEY,
     SYNCED_KEY,
-    _active,
     _job_meta,
     _json_meta,
     _now,
     _text,
     catalog_digest,
     fingerprint,
+    last_started,
     schedule_id,
+    still_running,
 )
 from taskkit.schedules.sync import Change, _sync
 from taskkit.timing import next_fire_times
+from taskkit.workflows import runs
 
 log = logging.getLogger("taskkit.scheduler")
 
@@ -72,7 +74,8 @@ scheduler's; the tick is left to a scheduler that has the synced file."""
 
 @dataclass(frozen=True)
 class Tick:
-    """What one scheduler did with one due tick."""
+    """What one scheduler did with one due tick (``job_id``: the job it enqueued, or the
+    workflow run it started)."""
 
     schedule: str
     nominal: datetime
@@ -262,7 +265,7 @@ class Scheduler:
             self._warn_stale(name)
             return Tick(name, nominal, "stale-config")
         # Read before MULTI: in redis-py a watched pipeline runs commands at once.
-        previous = _json_meta(pipe.hget(STATE_KEY, name)).get("job_id")
+        previous = last_started(schedule, _json_meta(pipe.hget(STATE_KEY, name)))
         outcome, fired = self._decide(pipe, schedule, nominal, now, previous)
         following = self._following(schedule, fired, now)
         pipe.multi()
@@ -277,7 +280,7 @@ class Scheduler:
             "outcome": outcome,
             "at": now.timestamp(),
             # Keeps pointing at the last real run, so overlap checks still see it after a skip.
-            "job_id": job_id or previous,
+            _started_field(schedule): job_id or previous,
             # A one-off's record is what keeps it from firing again: sync never drops it.
             "one_off": schedule.at is not None,
         }
@@ -288,7 +291,7 @@ class Scheduler:
             name,
             fired.isoformat(),
             outcome,
-            f" job={job_id}" if job_id else "",
+            f" {_started_field(schedule)[:-3]}={job_id}" if job_id else "",
             extra={
                 "schedule": name,
                 "tick": fired.isoformat(),
@@ -321,7 +324,11 @@ class Scheduler:
         fired = _on_time_tick(schedule, nominal, now)
         if fired is None:
             return "skipped-misfire", nominal
-        if schedule.overlap == "skip" and previous and _active(pipe, previous):
+        if (
+            schedule.overlap == "skip"
+            and previous
+            and still_running(self.registry, pipe, schedule, previous)
+        ):
             return "skipped-overlap", fired
         return "enqueued", fired
 
@@ -341,11 +348,7 @@ class Scheduler:
     def _enqueue(
         self, pipe: redis.client.Pipeline, name: str, schedule: ScheduleConfig, nominal: datetime
     ) -> str:
-        declared = self.registry.jobs[schedule.job]
-        job = self.registry._create(declared, tuple(schedule.args), dict(schedule.kwargs))
-        job.meta.update({META_SCHEDULE: name, META_TICK: nominal.isoformat()})
-        self.registry.queue(declared.settings.queue).enqueue_job(job, pipeline=pipe)
-        return str(job.id)
+        return _start(self.registry, pipe, name, schedule, nominal.isoformat())
 
     # -- presence --------------------------------------------------------------------
 
@@ -357,6 +360,32 @@ class Scheduler:
     def goodbye(self) -> None:
         """Take this scheduler off ``taskkit status`` (it stops)."""
         self.conn.delete(f"{SCHEDULER_KEY_PREFIX}{self.name}")
+
+
+def _started_field(schedule: ScheduleConfig) -> str:
+    """Where a schedule's state records what its latest run started."""
+    return "run_id" if schedule.workflow is not None else "job_id"
+
+
+def _start(
+    registry: Registry,
+    pipe: redis.client.Pipeline,
+    name: str,
+    schedule: ScheduleConfig,
+    tick: str,
+) -> str:
+    """Queue schedule ``name``'s job, or its whole workflow run, on ``pipe`` (in MULTI), so
+    that it is sent with the claim of the tick or not at all; the job's or run's id."""
+    if schedule.workflow is not None:
+        marks = {META_SCHEDULE: name, META_TICK: tick}
+        prepared = runs.prepare(registry, schedule.workflow, dict(schedule.kwargs), **marks)
+        prepared.write(pipe)
+        return prepared.id
+    declared = registry.jobs[str(schedule.job)]
+    job = registry._create(declared, tuple(schedule.args), dict(schedule.kwargs))
+    job.meta.update({META_SCHEDULE: name, META_TICK: tick})
+    registry.queue(declared.settings.queue).enqueue_job(job, pipeline=pipe)
+    return str(job.id)
 
 
 def _file_version(path: Path) -> tuple[int, int, int] | None:
@@ -371,7 +400,8 @@ def _file_version(path: Path) -> tuple[int, int, int] | None:
 def run_now(
     registry: Registry, name: str, *, force: bool = False, now: datetime | None = None
 ) -> str:
-    """Enqueue schedule ``name``'s job now, with its arguments; the job's id.
+    """Enqueue schedule ``name``'s job now, with its arguments (or start a run of its
+    workflow); the job's (or run's) id.
 
     A run by hand counts as the schedule's latest run, so ``overlap: skip`` keeps the
     next tick from starting beside it; it does not move the schedule's next tick. While
@@ -399,23 +429,32 @@ def _enqueue_by_hand(
     registry: Registry, pipe: redis.client.Pipeline, name: str, *, force: bool, now: datetime
 ) -> str:
     schedule = registry.config.schedules[name]
-    declared = registry.jobs[schedule.job]
     pipe.watch(STATE_KEY)  # type: ignore[no-untyped-call]
     last = _json_meta(pipe.hget(STATE_KEY, name))
-    previous = last.get("job_id")
-    if schedule.overlap == "skip" and not force and previous and _active(pipe, previous):
+    previous = last_started(schedule, last)
+    field = _started_field(schedule)
+    if (
+        schedule.overlap == "skip"
+        and not force
+        and previous
+        and still_running(registry, pipe, schedule, previous)
+    ):
         pipe.unwatch()
         raise ScheduleError(
-            f"schedule {name!r}: its last run (job {previous}) is still queued or running "
-            "and the schedule has overlap: skip; wait for it, or pass --force"
+            f"schedule {name!r}: its last run ({field[:-3]} {previous}) is still queued or "
+            "running and the schedule has overlap: skip; wait for it, or pass --force"
         )
-    job = registry._create(declared, tuple(schedule.args), dict(schedule.kwargs))
-    job.meta.update({META_SCHEDULE: name, META_TICK: BY_HAND})
     pipe.multi()
-    registry.queue(declared.settings.queue).enqueue_job(job, pipeline=pipe)
+    started = _start(registry, pipe, name, schedule, BY_HAND)
     # The tick record ("nominal") stays: it is what keeps a done one-off from firing again.
-    state = {**last, "outcome": BY_HAND, "at": now.timestamp(), "job_id": job.id}
+    state = {**last, "outcome": BY_HAND, "at": now.timestamp(), field: started}
     pipe.hset(STATE_KEY, name, json.dumps(state))
     pipe.execute()
-    log.info("%s: run by hand, job=%s", name, job.id, extra={"schedule": name, "job_id": job.id})
-    return str(job.id)
+    log.info(
+        "%s: run by hand, %s=%s",
+        name,
+        field[:-3],
+        started,
+        extra={"schedule": name, "job_id": started},
+    )
+    return started

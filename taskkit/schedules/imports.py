@@ -279,7 +279,7 @@ def _in_file(registry: Registry, entry: Imported) -> str | None:
     """The file's schedule that runs the same function at the same times with the same
     arguments, whatever its name."""
     for name, schedule in registry.config.schedules.items():
-        job = registry.jobs.get(schedule.job)
+        job = registry.jobs.get(schedule.job) if schedule.job is not None else None
         if job is None or job.settings.rq_func_name != entry.func_name:
             continue
         if schedule.args != entry.schedule.get("args", []):

@@ -25,8 +25,10 @@ from rq.job import Job, JobStatus
 from rq_scheduler import Scheduler as _RqScheduler
 
 from taskkit.config import ScheduleConfig
+from taskkit.errors import WorkflowError
 from taskkit.registry import Registry
 from taskkit.timing import assume_utc, at_time
+from taskkit.workflows.runs import fetch as fetch_run
 
 log = logging.getLogger("taskkit.scheduler")
 
@@ -166,5 +168,29 @@ def _fired_once(schedule: ScheduleConfig, last: dict[str, Any]) -> bool:
 def fingerprint(registry: Registry, name: str) -> str:
     """A digest of everything that makes up schedule ``name``'s runs."""
     schedule = registry.config.schedules[name]
-    job = registry.jobs[schedule.job].settings
+    if schedule.workflow is not None:
+        workflow = registry.config.workflows[schedule.workflow]
+        jobs = sorted({step.job for step in workflow.steps.values()})
+        parts = [workflow.model_dump(mode="json", by_alias=True)]
+        parts += [registry.jobs[job].settings.model_dump(mode="json") for job in jobs]
+        return _digest([schedule.model_dump(mode="json"), *parts])
+    job = registry.jobs[str(schedule.job)].settings
     return _digest([schedule.model_dump(mode="json"), job.model_dump(mode="json")])
+
+
+def last_started(schedule: ScheduleConfig, last: dict[str, Any]) -> str | None:
+    """The id of the job, or workflow run, a schedule's latest run started."""
+    value = last.get("run_id" if schedule.workflow is not None else "job_id")
+    return str(value) if value else None
+
+
+def still_running(
+    registry: Registry, pipe: redis.client.Pipeline, schedule: ScheduleConfig, started: str
+) -> bool:
+    """Whether the job (queued or running) or workflow run ``started`` has not ended."""
+    if schedule.workflow is None:
+        return _active(pipe, started)
+    try:
+        return fetch_run(registry, started).status() == "running"
+    except WorkflowError:  # expired with its ttl, or never written
+        return False

@@ -226,7 +226,10 @@ def _forget_removed(registry: Registry) -> None:
 
 def _write_template(registry: Registry, change: Change, pipe: redis.client.Pipeline) -> None:
     schedule = registry.config.schedules[change.name]
-    declared = registry.jobs[schedule.job]
+    if schedule.workflow is not None:
+        _write_workflow_template(registry, change, pipe)
+        return
+    declared = registry.jobs[str(schedule.job)]
     meta: dict[str, Any] = {
         META_KEY: declared.name,
         META_SCHEDULE: change.name,
@@ -255,6 +258,45 @@ def _write_template(registry: Registry, change: Change, pipe: redis.client.Pipel
         meta=meta,
     )
     template.origin = settings.queue
+    _save_template(template, change, pipe)
+
+
+def _write_workflow_template(
+    registry: Registry, change: Change, pipe: redis.client.Pipeline
+) -> None:
+    """A schedule of a workflow: an entry rq-scheduler's tools can read, naming no job.
+
+    taskkit's schedulers start the run (firing.py); an entry some other scheduler enqueued
+    would name a function no jobs.yaml declares, which taskkit's workers refuse.
+    """
+    schedule = registry.config.schedules[change.name]
+    meta: dict[str, Any] = {
+        META_SCHEDULE: change.name,
+        META_FINGERPRINT: fingerprint(registry, change.name),
+        META_TIMING: _timing_of(schedule),
+        "timezone": schedule.timezone,
+        "taskkit_workflow": schedule.workflow,
+    }
+    if schedule.cron is not None:
+        meta.update(cron_string=schedule.cron, use_local_timezone=False)
+    elif schedule.every is not None:
+        meta["interval"] = schedule.every
+    template = Job.create(
+        f"taskkit.workflow.{schedule.workflow}",
+        kwargs=schedule.kwargs,
+        connection=registry.connection,
+        id=change.entry_id,
+        serializer=registry.serializer,
+        status=JobStatus.SCHEDULED,
+        description=schedule.description or f"schedule {change.name}: {schedule.target}",
+        meta=meta,
+    )
+    template.origin = registry.config.defaults.queue
+    _save_template(template, change, pipe)
+
+
+def _save_template(template: Job, change: Change, pipe: redis.client.Pipeline) -> None:
+    """Write an entry's template and its next run."""
     if change.action == "update":
         pipe.delete(template.key)  # RQ's save is an HSET: fields it no longer writes would stay
     template.save(pipeline=pipe)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 from rq.job import Dependency, Job, JobStatus
 
@@ -29,6 +30,7 @@ from taskkit.config import WorkflowConfig, did_you_mean
 from taskkit.errors import JobArgumentsError, WorkflowError
 from taskkit.workflows import store
 from taskkit.workflows.plan import STEP_META, PlannedJob, PlannedStep, job_ids, plan_run
+from taskkit.workflows.steps import pending_key
 from taskkit.workflows.store import JobState
 
 if TYPE_CHECKING:
@@ -87,11 +89,14 @@ class WorkflowRun:
         workflow: str,
         layout: list[tuple[str, str, int, int | None]],
         created_at: datetime | None = None,
+        *,
+        schedule: str | None = None,
     ) -> None:
         self.registry = registry
         self.id = run_id
         self.workflow = workflow
         self.created_at = created_at
+        self.schedule = schedule  # the schedule whose tick (or run by hand) started it
         self._layout = layout  # (step, job, position, count) in dependency order
 
     def __repr__(self) -> str:
@@ -196,6 +201,61 @@ def prepared_steps(
 
 def start(registry: Registry, name: str, inputs: dict[str, Any]) -> WorkflowRun:
     """Enqueue a run of workflow ``name`` (see the module); the run."""
+    prepared = prepare(registry, name, inputs)
+
+    def send() -> None:
+        with registry.connection.pipeline() as pipe:
+            pipe.multi()
+            prepared.write(pipe)
+            pipe.execute()
+
+    registry._write(f"start workflow {name!r}", send)
+    return prepared.run()
+
+
+@dataclass
+class PreparedRun:
+    """A run checked and built, not yet sent: :meth:`write` queues it on a transaction."""
+
+    registry: Registry
+    id: str
+    workflow: WorkflowConfig
+    jobs: list[tuple[Job, PlannedJob]]
+    layout: list[tuple[str, str, int, int | None]]
+    created: datetime
+    record: dict[FieldT, EncodableT]
+
+    def write(self, pipe: Pipeline) -> None:
+        """Queue the whole run on ``pipe``, a MULTI/EXEC transaction (a tick's, or its own):
+        no job can start before every job of the run exists."""
+        ttl = self.workflow.ttl
+        for job, planned in self.jobs:
+            if planned.depends_on:
+                job.set_status(JobStatus.DEFERRED, pipeline=pipe)
+                job.save(pipeline=pipe)
+                job.register_dependency(pipeline=pipe)
+            if len(planned.depends_on) > 1:  # lets a fan-in's check read one job, not all
+                pipe.sadd(pending_key(job.id), *planned.depends_on)
+                pipe.expire(pending_key(job.id), ttl)
+        for job, planned in self.jobs:
+            if not planned.depends_on:
+                self.registry.queue(job.origin).enqueue_job(job, pipeline=pipe)
+        for job, _ in self.jobs:  # after the registrations, which create the dependents sets
+            job.cleanup(ttl=ttl, pipeline=pipe)
+        pipe.hset(RUN_KEY_PREFIX + self.id, mapping=dict(self.record))
+        pipe.expire(RUN_KEY_PREFIX + self.id, ttl)
+        pipe.zremrangebyscore(RUNS_KEY, "-inf", self.created.timestamp())
+        pipe.zadd(RUNS_KEY, {self.id: self.created.timestamp() + self.workflow.ttl})
+
+    def run(self) -> WorkflowRun:
+        """The run, once written."""
+        name = str(self.record["workflow"])
+        return WorkflowRun(self.registry, self.id, name, self.layout, self.created)
+
+
+def prepare(registry: Registry, name: str, inputs: dict[str, Any], **marks: str) -> PreparedRun:
+    """Check and build a run of workflow ``name``; ``marks`` go into the run's record (the
+    schedule and tick that started it)."""
     run_id = uuid.uuid4().hex
     workflow, steps = prepared_steps(registry, name, inputs, run_id)
     jobs = [
@@ -211,12 +271,8 @@ def start(registry: Registry, name: str, inputs: dict[str, Any]) -> WorkflowRun:
         "ttl": str(workflow.ttl),
         "steps": json.dumps(layout),
     }
-
-    def send() -> None:
-        _send(registry, run_id, record, jobs, ttl=workflow.ttl, created=created)
-
-    registry._write(f"start workflow {name!r}", send)
-    return WorkflowRun(registry, run_id, name, layout, created)
+    record.update(dict(marks.items()))
+    return PreparedRun(registry, run_id, workflow, jobs, layout, created, record)
 
 
 def _job(
@@ -238,36 +294,6 @@ def _job(
         # decides to run or be skipped (taskkit.workflows.steps).
         options["depends_on"] = Dependency(planned.depends_on, allow_failure=True)
     return registry._create(declared, (), dict(planned.kwargs), **options)
-
-
-def _send(
-    registry: Registry,
-    run_id: str,
-    record: Mapping[FieldT, EncodableT],
-    jobs: list[tuple[Job, PlannedJob]],
-    *,
-    ttl: int,
-    created: datetime,
-) -> None:
-    """Write the run in one transaction: no job can start before all are written."""
-    key = RUN_KEY_PREFIX + run_id
-    with registry.connection.pipeline() as pipe:
-        pipe.multi()
-        for job, planned in jobs:
-            if planned.depends_on:
-                job.set_status(JobStatus.DEFERRED, pipeline=pipe)
-                job.save(pipeline=pipe)
-                job.register_dependency(pipeline=pipe)
-        for job, planned in jobs:
-            if not planned.depends_on:
-                registry.queue(job.origin).enqueue_job(job, pipeline=pipe)
-        for job, _ in jobs:  # after the registrations, which create the dependents sets
-            job.cleanup(ttl=ttl, pipeline=pipe)
-        pipe.hset(key, mapping=dict(record))
-        pipe.expire(key, ttl)
-        pipe.zremrangebyscore(RUNS_KEY, "-inf", created.timestamp())
-        pipe.zadd(RUNS_KEY, {run_id: created.timestamp() + ttl})
-        pipe.execute()
 
 
 # -- reading runs back ---------------------------------------------------------------------
@@ -294,7 +320,9 @@ def _from_record(registry: Registry, run_id: str, record: Mapping[Any, Any]) -> 
         for s, j, p, c in json.loads(fields["steps"])
     ]
     created = datetime.fromisoformat(fields["created_at"]) if fields.get("created_at") else None
-    return WorkflowRun(registry, run_id, fields.get("workflow", "?"), layout, created)
+    schedule = fields.get("taskkit_schedule")
+    name = fields.get("workflow", "?")
+    return WorkflowRun(registry, run_id, name, layout, created, schedule=schedule)
 
 
 def recent(registry: Registry, workflow: str | None = None, limit: int = 20) -> list[WorkflowRun]:
@@ -321,11 +349,13 @@ def _text(value: Any) -> str:
 __all__ = [
     "RUNS_KEY",
     "RUN_KEY_PREFIX",
+    "PreparedRun",
     "Run",
     "StepView",
     "WorkflowRun",
     "check_inputs",
     "fetch",
+    "prepare",
     "prepared_steps",
     "recent",
     "run_status",

@@ -9,6 +9,17 @@ mark in its meta, so the steps after it are skipped in turn), and one with
 ``on_failure: run`` runs. A fan-in step gets the list of its fanned-out step's results,
 in item order, as its ``results`` parameter (None where an item failed).
 
+A step that waits for many jobs (a fan-in) also gets a cheaper "is my upstream done?".
+RQ asks it each time one of its upstream jobs ends, and answers by reading the status of
+every upstream job: N reads per item, N² for a fan-out of N. The run keeps, per such
+step, the set of its upstream jobs that have not reached their end yet
+(:func:`pending_key`); :func:`upstream_unfinished` takes the ending job out of it and
+reads *one* job still in it: if that one has not ended, neither has the upstream, and RQ
+is told "not yet" without reading the rest. Only when the set holds no job still running
+does RQ read them all, as it would have. The answer only ever says "not yet" when RQ would
+have too, and the job it read is WATCHed, as RQ watches all of them, so that two ends
+racing each other cannot both conclude "not yet".
+
 Only jobs whose meta holds a step pay any of this: every other job's call is the same
 callable, with no Redis command added.
 """
@@ -20,6 +31,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from redis.client import Pipeline
 from rq.job import Job
 
 from taskkit.logs import escape_controls
@@ -27,6 +39,10 @@ from taskkit.workflows import store
 from taskkit.workflows.plan import STEP_META, StepSpec, upstream_problem
 
 log = logging.getLogger("taskkit.workflows")
+
+PENDING_PREFIX = "taskkit:workflow:pending:"
+# What RQ's check lets through with allow_failure (and None: a job that is gone).
+_PASSES = {"finished", "failed"}
 
 
 def step_call(job: Job, call: Callable[..., Any]) -> Callable[..., Any]:
@@ -81,4 +97,52 @@ def _skip(job: Job, spec: StepSpec, problem: str) -> None:
     )
 
 
-__all__ = ["step_call"]
+def pending_key(job_id: str) -> str:
+    """The set of the upstream jobs of step job ``job_id`` that have not ended yet."""
+    return PENDING_PREFIX + job_id
+
+
+def waits_for_many(job: Job) -> bool:
+    """Whether ``job`` is a workflow step with more than one upstream job (no IO)."""
+    raw = job.meta.get(STEP_META)
+    if raw is None:
+        return False
+    try:
+        spec = StepSpec.from_meta(raw)
+    except ValueError:
+        return False
+    return sum(len(ids) for _, ids in spec.upstream_ids()) > 1
+
+
+def upstream_unfinished(
+    job: Job, parent: Job | None, pipeline: Pipeline | None, exclude: str | None
+) -> bool:
+    """Whether one read shows an upstream job of ``job`` not ended (see the module).
+
+    ``parent`` is the upstream job whose end RQ is handling; it leaves the pending set.
+    True means RQ's check would say "not met" too; False: let RQ check every upstream job.
+    """
+    if parent is None or not waits_for_many(job):
+        return False
+    key = pending_key(job.id)
+    with job.connection.pipeline(transaction=False) as pipe:
+        pipe.srem(key, parent.id)
+        pipe.srandmember(key, 3)
+        sample = pipe.execute()[1]
+    skip = {parent.id, exclude}
+    witness = next((i for i in map(_text, sample or []) if i not in skip), None)
+    if witness is None:
+        return False
+    witness_key = Job.key_for(witness)
+    if pipeline is not None:
+        # As RQ's own check: an end of the witness before our EXEC makes RQ look again.
+        pipeline.watch(witness_key)  # type: ignore[no-untyped-call]
+    status = (pipeline if pipeline is not None else job.connection).hget(witness_key, "status")
+    return status is not None and _text(status) not in _PASSES
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+__all__ = ["PENDING_PREFIX", "pending_key", "step_call", "upstream_unfinished", "waits_for_many"]

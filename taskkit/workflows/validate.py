@@ -164,9 +164,60 @@ def _bindings(
             )
 
 
+def check_schedule_inputs(config: TaskkitConfig, positions: Positions) -> list[Problem]:
+    """Every problem of the ``kwargs`` of schedules that name a workflow: each must be one
+    of the workflow's inputs, every input must be given, and an input a step fans out over
+    must be a list."""
+    problems = []
+    for name, schedule in config.schedules.items():
+        workflow = config.workflows.get(schedule.workflow or "")
+        if workflow is not None:
+            problems += [
+                positions.problem(found.path, found.message, found.hint, at_key=found.at_key)
+                for found in _input_problems(name, schedule.kwargs, workflow)
+            ]
+    return problems
+
+
+@dataclass(frozen=True)
+class _Input:
+    path: tuple[str | int, ...]
+    message: str
+    hint: str
+    at_key: bool = False
+
+
+def _input_problems(
+    name: str, kwargs: Mapping[str, object], workflow: WorkflowConfig
+) -> Iterator[_Input]:
+    where = ("schedules", name, "kwargs")
+    inputs = workflow.inputs
+    for key in kwargs:
+        if key not in inputs:
+            hint = _suggest(key, inputs, f"its inputs: {', '.join(inputs) or 'none'}")
+            yield _Input((*where, key), f"{key!r} is not an input of the workflow", hint, True)
+    missing = [key for key in inputs if key not in kwargs]
+    if missing:
+        yield _Input(
+            where if kwargs else ("schedules", name, "workflow"),
+            f"the workflow's input {missing[0]!r} gets no value",
+            f"give every input under kwargs: {', '.join(inputs)}",
+        )
+    for step, config in workflow.steps.items():
+        if config.in_ is None or config.in_ not in kwargs:
+            continue
+        value = kwargs[config.in_]
+        if not isinstance(value, list):
+            yield _Input(
+                (*where, config.in_),
+                f"input {config.in_!r} is {type(value).__name__}, not a list",
+                f"step {step!r} runs once per item of it; write a list: [a, b]",
+            )
+
+
 def _suggest(value: str, choices: list[str], otherwise: str) -> str:
     close = did_you_mean(value, choices)
     return f"did you mean {close!r}?" if close else otherwise
 
 
-__all__ = ["check_workflows"]
+__all__ = ["check_schedule_inputs", "check_workflows"]
