@@ -7,33 +7,28 @@ a mistake fails where it is made, not later in a worker.
 
 from __future__ import annotations
 
-import inspect
-import json
 import os
-import pickle
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
-from rq import Queue, Retry
+from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer, PickleSerializer
 
 from taskkit import connection, tracing
 from taskkit.bulk import Batch, Plan
-from taskkit.config import EffectiveJob, SecretUrl, TaskkitConfig, did_you_mean
+from taskkit.config import SecretUrl, TaskkitConfig, did_you_mean
 from taskkit.context import ProcessApp, TeardownErrorHandler
 from taskkit.context import run as run_in_context
-from taskkit.errors import JobArgumentsError, RedisUnavailableError, UnknownJobError
-from taskkit.flow import FlowPolicy
+from taskkit.declared import WIRES, DeclaredJob, check_serializable
+from taskkit.errors import RedisUnavailableError, UnknownJobError
 from taskkit.loader import LoadedConfig, default_config_path
 from taskkit.loader.cache import LoadCache
-from taskkit.loader.resolution import Mismatch, resolve
+from taskkit.loader.resolution import resolve
 from taskkit.redaction import describe_call
 from taskkit.timing import assume_utc
 from taskkit.uniqueness import enqueue_unique
@@ -47,47 +42,6 @@ META_KEY = "taskkit_job"
 """The job meta field that names the declared job, so shared callables stay apart."""
 EAGER_JOBS_KEPT = 1000
 """How many of its eager jobs a registry keeps for :meth:`Registry.fetch`."""
-
-
-@dataclass(frozen=True)
-class DeclaredJob:
-    """A job from jobs.yaml with its callable resolved and its signature known."""
-
-    settings: EffectiveJob
-    func: Callable[..., Any]
-    signature: inspect.Signature | None
-
-    @property
-    def name(self) -> str:
-        """The job's name in jobs.yaml."""
-        return self.settings.name
-
-    def bind(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any]) -> None:
-        """Raise :class:`JobArgumentsError` unless the arguments fit the callable."""
-        if self.signature is None:
-            return
-        try:
-            self.signature.bind(*args, **kwargs)
-        except TypeError as error:
-            mismatch = Mismatch.of(self.signature, kwargs, error)
-            fix = mismatch.hint or "pass the arguments it takes"
-            raise JobArgumentsError(
-                f"job {self.name!r}: {mismatch.message} "
-                f"(the callable is {self.settings.func}{self.signature}); {fix}"
-            ) from None
-
-    @property
-    def retry(self) -> Retry | None:
-        """The declared retry policy as RQ's :class:`rq.Retry`."""
-        policy = self.settings.retry
-        if policy.max <= 0:
-            return None
-        return Retry(max=policy.max, interval=policy.waits() or 0)
-
-    @cached_property
-    def flow(self) -> FlowPolicy:
-        """Its flow control (retry filters, unique and limit keys), resolved on first use."""
-        return FlowPolicy(self.settings, self.signature)
 
 
 class Registry:
@@ -321,12 +275,12 @@ class Registry:
         plan = self._plans.get(name)
         if plan is None:
             declared = self.job(name)
-            wire = _WIRES[self.config.serializer]
+            wire = WIRES[self.config.serializer]
             plan = Plan(
                 declared,
                 self.queue(declared.settings.queue),
                 self._create(declared, (), {}, traced=False),
-                lambda args, kwargs: _check_serializable(declared, args, kwargs, wire),
+                lambda args, kwargs: check_serializable(declared, args, kwargs, wire),
             )
             self._plans[name] = plan
         return plan
@@ -366,7 +320,7 @@ class Registry:
     ) -> tuple[DeclaredJob, tuple[Any, ...], dict[str, Any]]:
         declared = self.job(name)
         declared.bind(args, kwargs)
-        _check_serializable(declared, args, kwargs, _WIRES[self.config.serializer])
+        check_serializable(declared, args, kwargs, WIRES[self.config.serializer])
         return declared, args, kwargs
 
     def _create(
@@ -458,53 +412,6 @@ class Registry:
             self.process_app,
             on_teardown_error=on_teardown_error,
         )
-
-
-@dataclass(frozen=True)
-class _Wire:
-    """How arguments travel to the worker, and what to tell a caller whose don't."""
-
-    name: str
-    dumps: Callable[[Any], Any]
-    fix: str
-
-
-_WIRES = {
-    "json": _Wire(
-        "JSON",
-        json.dumps,
-        "pass plain data (ids, strings, numbers, lists, dicts), "
-        "or set serializer: pickle in jobs.yaml",
-    ),
-    "pickle": _Wire(
-        "pickle", pickle.dumps, "pass plain data (ids, strings, numbers) or picklable objects"
-    ),
-}
-
-
-def _check_serializable(
-    declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any], wire: _Wire
-) -> None:
-    """Raise :class:`JobArgumentsError` naming the first argument the serializer rejects."""
-    try:
-        wire.dumps([args, kwargs])
-    except Exception:  # each serializer raises its own kinds: find the culprit below
-        pass
-    else:
-        return
-    labelled = [(f"argument {i + 1}", value) for i, value in enumerate(args)]
-    labelled += [(f"argument {key!r}", value) for key, value in kwargs.items()]
-    for label, value in labelled:
-        try:
-            wire.dumps(value)
-        except Exception as error:
-            raise JobArgumentsError(
-                f"job {declared.name!r}: {label} ({type(value).__name__}) cannot be sent as "
-                f"{wire.name} ({type(error).__name__}: {error}); {wire.fix}"
-            ) from None
-    raise JobArgumentsError(
-        f"job {declared.name!r}: the arguments cannot be sent as {wire.name}; {wire.fix}"
-    )
 
 
 def _write_fix(reason: str) -> str:

@@ -2,17 +2,19 @@
 
 - :mod:`~taskkit.schedules.store`: where schedules live in Redis, and reading them back;
 - :mod:`~taskkit.schedules.sync`: making Redis match the file;
-- :mod:`~taskkit.schedules.firing`: firing each tick once, and running one by hand;
+- :mod:`~taskkit.schedules.firing`: firing each tick once;
+- :mod:`~taskkit.schedules.starting`: what a tick (or a run by hand) starts: a job or a run;
+- :mod:`~taskkit.schedules.by_hand`: running a schedule now;
 - :mod:`~taskkit.schedules.views`: what ``schedules list`` and ``status`` show;
 - :mod:`~taskkit.schedules.process`: the scheduler process, through Redis outages;
 - :mod:`~taskkit.schedules.foreign`: rq-scheduler's processes and entries beside taskkit's;
 - :mod:`~taskkit.schedules.imports`: rq-scheduler's entries as jobs.yaml text.
 """
 
+from taskkit.schedules.by_hand import run_now as run_now
 from taskkit.schedules.firing import Due as Due
 from taskkit.schedules.firing import Scheduler as Scheduler
 from taskkit.schedules.firing import Tick as Tick
-from taskkit.schedules.firing import run_now as run_now
 from taskkit.schedules.store import BY_HAND as BY_HAND
 from taskkit.schedules.store import DEFAULT_GRACE as DEFAULT_GRACE
 from taskkit.schedules.store import ID_PREFIX as ID_PREFIX

@@ -1,4 +1,4 @@
-"""Firing each tick once, however many schedulers run, and running a schedule by hand.
+"""Firing each tick once, however many schedulers run.
 
 The *timing* is taskkit's (``taskkit.timing``): rq-scheduler only knows cron in UTC or
 local time, reschedules intervals from "now" (drift), and holds one lock that expires
@@ -37,16 +37,12 @@ from typing import Literal, NamedTuple
 import redis
 from rq.job import Job
 
-from taskkit import connection
 from taskkit.config import ScheduleConfig
-from taskkit.errors import ScheduleError
 from taskkit.registry import Registry, load
+from taskkit.schedules.starting import start_run, started_field
 from taskkit.schedules.store import (
-    BY_HAND,
     DEFAULT_GRACE,
     META_FINGERPRINT,
-    META_SCHEDULE,
-    META_TICK,
     SCHEDULED_JOBS_KEY,
     SCHEDULER_KEY_PREFIX,
     STATE_KEY,
@@ -63,7 +59,6 @@ from taskkit.schedules.store import (
 )
 from taskkit.schedules.sync import Change, _sync
 from taskkit.timing import next_fire_times
-from taskkit.workflows import runs
 
 log = logging.getLogger("taskkit.scheduler")
 
@@ -280,7 +275,7 @@ class Scheduler:
             "outcome": outcome,
             "at": now.timestamp(),
             # Keeps pointing at the last real run, so overlap checks still see it after a skip.
-            _started_field(schedule): job_id or previous,
+            started_field(schedule): job_id or previous,
             # A one-off's record is what keeps it from firing again: sync never drops it.
             "one_off": schedule.at is not None,
         }
@@ -291,7 +286,7 @@ class Scheduler:
             name,
             fired.isoformat(),
             outcome,
-            f" {_started_field(schedule)[:-3]}={job_id}" if job_id else "",
+            f" {started_field(schedule)[:-3]}={job_id}" if job_id else "",
             extra={
                 "schedule": name,
                 "tick": fired.isoformat(),
@@ -348,7 +343,7 @@ class Scheduler:
     def _enqueue(
         self, pipe: redis.client.Pipeline, name: str, schedule: ScheduleConfig, nominal: datetime
     ) -> str:
-        return _start(self.registry, pipe, name, schedule, nominal.isoformat())
+        return start_run(self.registry, pipe, name, schedule, nominal.isoformat())
 
     # -- presence --------------------------------------------------------------------
 
@@ -362,32 +357,6 @@ class Scheduler:
         self.conn.delete(f"{SCHEDULER_KEY_PREFIX}{self.name}")
 
 
-def _started_field(schedule: ScheduleConfig) -> str:
-    """Where a schedule's state records what its latest run started."""
-    return "run_id" if schedule.workflow is not None else "job_id"
-
-
-def _start(
-    registry: Registry,
-    pipe: redis.client.Pipeline,
-    name: str,
-    schedule: ScheduleConfig,
-    tick: str,
-) -> str:
-    """Queue schedule ``name``'s job, or its whole workflow run, on ``pipe`` (in MULTI), so
-    that it is sent with the claim of the tick or not at all; the job's or run's id."""
-    if schedule.workflow is not None:
-        marks = {META_SCHEDULE: name, META_TICK: tick}
-        prepared = runs.prepare(registry, schedule.workflow, dict(schedule.kwargs), **marks)
-        prepared.write(pipe)
-        return prepared.id
-    declared = registry.jobs[str(schedule.job)]
-    job = registry._create(declared, tuple(schedule.args), dict(schedule.kwargs))
-    job.meta.update({META_SCHEDULE: name, META_TICK: tick})
-    registry.queue(declared.settings.queue).enqueue_job(job, pipeline=pipe)
-    return str(job.id)
-
-
 def _file_version(path: Path) -> tuple[int, int, int] | None:
     """What tells a changed jobs.yaml apart without reading it."""
     try:
@@ -395,66 +364,3 @@ def _file_version(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-
-
-def run_now(
-    registry: Registry, name: str, *, force: bool = False, now: datetime | None = None
-) -> str:
-    """Enqueue schedule ``name``'s job now, with its arguments (or start a run of its
-    workflow); the job's (or run's) id.
-
-    A run by hand counts as the schedule's latest run, so ``overlap: skip`` keeps the
-    next tick from starting beside it; it does not move the schedule's next tick. While
-    the previous run is queued or running, a schedule with ``overlap: skip`` refuses
-    unless ``force``.
-    """
-    schedule = registry.config.schedules.get(name)
-    if schedule is None:
-        known = ", ".join(registry.config.schedules) or "none"
-        raise ScheduleError(f"no schedule {name!r} in {registry.path} (schedules: {known})")
-    moment = _now(now)
-
-    def run() -> str:
-        with registry.connection.pipeline() as pipe:
-            while True:
-                try:
-                    return _enqueue_by_hand(registry, pipe, name, force=force, now=moment)
-                except redis.WatchError:
-                    continue  # a tick or another run-by-hand changed the record: look again
-
-    return connection.call(registry.redis_url, f"run schedule {name}", run)
-
-
-def _enqueue_by_hand(
-    registry: Registry, pipe: redis.client.Pipeline, name: str, *, force: bool, now: datetime
-) -> str:
-    schedule = registry.config.schedules[name]
-    pipe.watch(STATE_KEY)  # type: ignore[no-untyped-call]
-    last = _json_meta(pipe.hget(STATE_KEY, name))
-    previous = last_started(schedule, last)
-    field = _started_field(schedule)
-    if (
-        schedule.overlap == "skip"
-        and not force
-        and previous
-        and still_running(registry, pipe, schedule, previous)
-    ):
-        pipe.unwatch()
-        raise ScheduleError(
-            f"schedule {name!r}: its last run ({field[:-3]} {previous}) is still queued or "
-            "running and the schedule has overlap: skip; wait for it, or pass --force"
-        )
-    pipe.multi()
-    started = _start(registry, pipe, name, schedule, BY_HAND)
-    # The tick record ("nominal") stays: it is what keeps a done one-off from firing again.
-    state = {**last, "outcome": BY_HAND, "at": now.timestamp(), field: started}
-    pipe.hset(STATE_KEY, name, json.dumps(state))
-    pipe.execute()
-    log.info(
-        "%s: run by hand, %s=%s",
-        name,
-        field[:-3],
-        started,
-        extra={"schedule": name, "job_id": started},
-    )
-    return started
