@@ -235,6 +235,31 @@ def call(url: SecretUrl | str, doing: str, action: Callable[[], T]) -> T:
         return action()
 
 
+
+def write(url: SecretUrl | str, doing: str, action: Callable[[], T]) -> T:
+    """Run a write with :func:`call`; a Redis that refuses it is one clear error too.
+
+    An unreachable Redis is reported by :func:`call`; a Redis that refuses the write (out
+    of memory, a read-only replica) is reported here, without redis-py's echo of the
+    commands, which would show the job's arguments.
+    """
+    try:
+        return call(url, doing, action)
+    except redis.ResponseError as error:
+        reason = str(error).rsplit("caused error: ", 1)[-1].splitlines()[0].rstrip(".")
+        raise RedisUnavailableError(
+            f"cannot {doing}: Redis at {describe(url)} refused the write ({reason}); nothing "
+            f"was enqueued; {_write_fix(reason)}"
+        ) from None
+
+
+def _write_fix(reason: str) -> str:
+    if "maxmemory" in reason or reason.startswith("OOM"):
+        return "free memory in Redis (failed and finished jobs, result_ttl) or raise maxmemory"
+    if reason.startswith("READONLY"):
+        return "point redis.url at the primary, not at a replica"
+    return "check the Redis server's log and settings"
+
 __all__ = [
     "OVERRIDE_VARIABLE",
     "SentinelUrl",
@@ -244,4 +269,5 @@ __all__ = [
     "effective_url",
     "parse_sentinel_url",
     "redis_errors",
+    "write",
 ]

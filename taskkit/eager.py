@@ -65,6 +65,27 @@ class EagerJob(Job):
         return self._exc_info
 
 
+EAGER_JOBS_KEPT = 1000
+"""How many of its eager jobs a registry keeps for :meth:`Registry.fetch`."""
+
+
+class EagerJobs:
+    """The jobs a registry ran eagerly lately, by id, for ``fetch`` (oldest dropped first)."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+
+    def remember(self, job: Job) -> None:
+        """Keep ``job``; forget the oldest past :data:`EAGER_JOBS_KEPT`."""
+        self._jobs[job.id] = job
+        while len(self._jobs) > EAGER_JOBS_KEPT:
+            del self._jobs[next(iter(self._jobs))]
+
+    def get(self, job_id: str) -> Job | None:
+        """The job ``job_id`` if this process ran it eagerly lately."""
+        return self._jobs.get(job_id)
+
+
 def round_trip(
     serializer: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:

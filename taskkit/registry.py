@@ -25,7 +25,8 @@ from taskkit.config import SecretUrl, TaskkitConfig, did_you_mean
 from taskkit.context import ProcessApp, TeardownErrorHandler
 from taskkit.context import run as run_in_context
 from taskkit.declared import WIRES, DeclaredJob, check_serializable
-from taskkit.errors import RedisUnavailableError, UnknownJobError
+from taskkit.eager import EagerJobs
+from taskkit.errors import UnknownJobError
 from taskkit.loader import LoadedConfig, default_config_path
 from taskkit.loader.cache import LoadCache
 from taskkit.loader.resolution import resolve
@@ -40,8 +41,6 @@ T = TypeVar("T")
 
 META_KEY = "taskkit_job"
 """The job meta field that names the declared job, so shared callables stay apart."""
-EAGER_JOBS_KEPT = 1000
-"""How many of its eager jobs a registry keeps for :meth:`Registry.fetch`."""
 
 
 class Registry:
@@ -56,7 +55,7 @@ class Registry:
         self._queues: dict[str, Queue] = {}
         self._plans: dict[str, Plan] = {}
         self._by_func: dict[str, list[DeclaredJob]] = {}
-        self._eager_jobs: dict[str, Job] = {}  # for fetch(), oldest first
+        self._eager_jobs = EagerJobs()  # for fetch()
         for job in jobs.values():
             self._by_func.setdefault(job.settings.rq_func_name, []).append(job)
 
@@ -206,7 +205,7 @@ class Registry:
                 f"enqueue {name!r}", lambda: enqueue_unique(queue, job, key, unique.while_, at=at)
             )
         if at is None:
-            return self._send(f"enqueue {name!r}", [(queue, job)])[0]
+            return self._send(f"enqueue {name!r}", queue, job)
         return self._write(f"schedule {name!r}", lambda: queue.schedule_job(job, at))
 
     def run_now(self, name: str, /, *args: Any, **kwargs: Any) -> Job:
@@ -285,35 +284,20 @@ class Registry:
             self._plans[name] = plan
         return plan
 
-    def _send(self, doing: str, pairs: list[tuple[Queue, Job]]) -> list[Job]:
-        """Enqueue ``(queue, job)`` pairs in one pipeline: one round trip, however many.
+    def _send(self, doing: str, queue: Queue, job: Job) -> Job:
+        """Enqueue ``job`` in one MULTI/EXEC: one round trip, applied whole or not at all."""
 
-        The pipeline is a MULTI/EXEC transaction: Redis applies all of it or none.
-        """
-
-        def send() -> list[Job]:
+        def send() -> Job:
             with self.connection.pipeline() as pipe:
-                jobs = [queue.enqueue_job(job, pipeline=pipe) for queue, job in pairs]
+                queue.enqueue_job(job, pipeline=pipe)
                 pipe.execute()
-            return jobs
+            return job
 
         return self._write(doing, send)
 
     def _write(self, doing: str, action: Callable[[], T]) -> T:
-        """Run a write; Redis errors become one :class:`RedisUnavailableError`.
-
-        An unreachable Redis is reported by :func:`taskkit.connection.call`; a Redis that
-        refuses the write (out of memory, a read-only replica) is reported here, without
-        redis-py's echo of the commands, which would show the job's arguments.
-        """
-        try:
-            return connection.call(self.redis_url, doing, action)
-        except redis.ResponseError as error:
-            reason = str(error).rsplit("caused error: ", 1)[-1].splitlines()[0].rstrip(".")
-            raise RedisUnavailableError(
-                f"cannot {doing}: Redis at {connection.describe(self.redis_url)} refused the "
-                f"write ({reason}); nothing was enqueued; {_write_fix(reason)}"
-            ) from None
+        """Run a write; Redis errors become one :class:`RedisUnavailableError`."""
+        return connection.write(self.redis_url, doing, action)
 
     def _prepare(
         self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -361,7 +345,7 @@ class Registry:
         from taskkit.eager import run_eagerly
 
         job = run_eagerly(self, declared, args, kwargs)
-        self._remember_eager(job)
+        self._eager_jobs.remember(job)
         return job
 
     # -- job handles -----------------------------------------------------------------
@@ -387,11 +371,6 @@ class Registry:
 
         return connection.call(self.redis_url, "fetch a job", read)
 
-    def _remember_eager(self, job: Job) -> None:
-        self._eager_jobs[job.id] = job
-        while len(self._eager_jobs) > EAGER_JOBS_KEPT:
-            del self._eager_jobs[next(iter(self._eager_jobs))]
-
     def call(
         self,
         declared: DeclaredJob,
@@ -412,14 +391,6 @@ class Registry:
             self.process_app,
             on_teardown_error=on_teardown_error,
         )
-
-
-def _write_fix(reason: str) -> str:
-    if "maxmemory" in reason or reason.startswith("OOM"):
-        return "free memory in Redis (failed and finished jobs, result_ttl) or raise maxmemory"
-    if reason.startswith("READONLY"):
-        return "point redis.url at the primary, not at a replica"
-    return "check the Redis server's log and settings"
 
 
 def _env_flag(name: str) -> bool:

@@ -26,6 +26,7 @@ from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 from rq.job import Dependency, Job, JobStatus
 
+from taskkit import connection
 from taskkit.config import WorkflowConfig, did_you_mean
 from taskkit.errors import JobArgumentsError, WorkflowError
 from taskkit.workflows import store
@@ -209,7 +210,7 @@ def start(registry: Registry, name: str, inputs: dict[str, Any]) -> WorkflowRun:
             prepared.write(pipe)
             pipe.execute()
 
-    registry._write(f"start workflow {name!r}", send)
+    connection.write(registry.redis_url, f"start workflow {name!r}", send)
     return prepared.run()
 
 
