@@ -188,10 +188,35 @@ def _qualified(cls: type) -> str:
 
 def flow_problems(loaded: LoadedConfig, jobs: Mapping[str, ResolvedJob]) -> list[Problem]:
     """Exception names that do not import, and key templates that do not fit the callable."""
-    return [*_exception_problems(loaded), *_key_problems(loaded, jobs), *_unbuilt(loaded)]
+    return [
+        *_exception_problems(loaded),
+        *_key_problems(loaded, jobs),
+        *_unbuilt(loaded),
+        *_unlimited_senders(loaded),
+    ]
 
 
-_NOT_BUILT = ("concurrency", "rate_limit")
+def _unlimited_senders(loaded: LoadedConfig) -> Iterator[Problem]:
+    """Schedules and workflow steps naming a job with ``concurrency``: refused, because
+    they send their jobs in one transaction, where RQ cannot take a slot."""
+    config = loaded.config
+    limited = {name for name, job in config.jobs.items() if job.concurrency is not None}
+    senders: list[tuple[tuple[str, ...], str]] = [
+        (("schedules", name, "job"), schedule.job) for name, schedule in config.schedules.items()
+    ]
+    for workflow_name, workflow in config.workflows.items():
+        for step_name, step in workflow.steps.items():
+            senders.append((("workflows", workflow_name, "steps", step_name, "job"), step.job))
+    for path, job in senders:
+        if job in limited:
+            yield loaded.positions.problem(
+                path,
+                f"job {job!r} has concurrency:, which {path[0]} do not honour in this version",
+                f"enqueue {job!r} from a small job instead, or remove its concurrency:",
+            )
+
+
+_NOT_BUILT = ("rate_limit",)
 
 
 def _unbuilt(loaded: LoadedConfig) -> Iterator[Problem]:

@@ -19,18 +19,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
-from rq import Queue, Retry
+from rq import Queue, RateLimit, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer, PickleSerializer
 
-from taskkit import connection, tracing
+from taskkit import connection, limits, tracing
 from taskkit.bulk import Batch, Plan
 from taskkit.config import EffectiveJob, SecretUrl, TaskkitConfig, did_you_mean
 from taskkit.context import ProcessApp, TeardownErrorHandler
 from taskkit.context import run as run_in_context
 from taskkit.errors import JobArgumentsError, RedisUnavailableError, UnknownJobError
 from taskkit.flow import FlowPolicy
+from taskkit.limits import concurrency_limit
 from taskkit.loader import LoadedConfig, default_config_path
 from taskkit.loader.cache import LoadCache
 from taskkit.loader.resolution import Mismatch, resolve
@@ -242,18 +243,42 @@ class Registry:
         declared, call_args, call_kwargs = self._prepare(name, tuple(args), dict(kwargs or {}))
         if self.eager if eager is None else eager:
             return self._run_eagerly(declared, call_args, call_kwargs)
-        job = self._create(declared, call_args, call_kwargs)
+        limit = concurrency_limit(declared, call_args, call_kwargs)
+        job = self._create(declared, call_args, call_kwargs, rate_limit=limit)
         queue = self.queue(declared.settings.queue)
-        unique = declared.settings.unique
-        if unique is not None:
-            key = declared.flow.unique_key(call_args, call_kwargs)
-            assert key is not None
+        key = declared.flow.unique_key(call_args, call_kwargs)
+        if key is not None:
             return self._write(
-                f"enqueue {name!r}", lambda: enqueue_unique(queue, job, key, unique.while_, at=at)
+                f"enqueue {name!r}",
+                lambda: self._enqueue_unique(declared, queue, job, key, at=at, limit=limit),
             )
+        if at is None and limit is not None:
+            # RQ refuses a limited job in a pipeline: it promotes it in a second call.
+            return self._write(f"enqueue {name!r}", lambda: queue.enqueue_job(job))
         if at is None:
             return self._send(f"enqueue {name!r}", [(queue, job)])[0]
         return self._write(f"schedule {name!r}", lambda: queue.schedule_job(job, at))
+
+    def _enqueue_unique(
+        self,
+        declared: DeclaredJob,
+        queue: Queue,
+        job: Job,
+        key: str,
+        *,
+        at: datetime | None,
+        limit: RateLimit | None,
+    ) -> Job:
+        """A unique job's claim; one over a concurrency limit waits in its key's set."""
+        unique = declared.settings.unique
+        assert unique is not None
+        if limit is None or at is not None:  # RQ's scheduler holds a due limited job back
+            return enqueue_unique(queue, job, key, unique.while_, at=at)
+        limits.register(self.connection, limit)
+        held_in = limits.waiting_set(self.connection, limit)
+        sent = enqueue_unique(queue, job, key, unique.while_, held_in=held_in)
+        limits.promote(self.connection, limit)  # the job's status in Redis tells the outcome
+        return sent
 
     def run_now(self, name: str, /, *args: Any, **kwargs: Any) -> Job:
         """Run job ``name`` in this process, as eager mode does, and return the finished job.
@@ -305,9 +330,9 @@ class Registry:
             prepared = [self._prepare(n, tuple(a), dict(k)) for n, a, k in calls]
             return [self._run_eagerly(declared, a, k) for declared, a, k in prepared]
         calls = list(calls)
-        if any(self.job(name).settings.unique is not None for name, _, _ in calls):
-            # A unique job's claim is its own transaction: such a batch goes job by job,
-            # every call checked first.
+        if any(_one_by_one(self.job(name)) for name, _, _ in calls):
+            # A unique job's claim is its own transaction, and RQ promotes a limited job
+            # in a call of its own: such a batch goes job by job, every call checked first.
             checked = [self._prepare(n, tuple(a), dict(k)) for n, a, k in calls]
             return [self.submit(d.name, a, k, eager=False) for d, a, k in checked]
         batch = Batch()
@@ -513,6 +538,12 @@ def _write_fix(reason: str) -> str:
     if reason.startswith("READONLY"):
         return "point redis.url at the primary, not at a replica"
     return "check the Redis server's log and settings"
+
+
+def _one_by_one(declared: DeclaredJob) -> bool:
+    """Whether a batch with this job must be sent job by job."""
+    settings = declared.settings
+    return settings.unique is not None or settings.concurrency is not None
 
 
 def _env_flag(name: str) -> bool:
