@@ -216,7 +216,7 @@ def _unlimited_senders(loaded: LoadedConfig) -> Iterator[Problem]:
             )
 
 
-_NOT_BUILT = ("rate_limit",)
+_NOT_BUILT: tuple[str, ...] = ()
 
 
 def _unbuilt(loaded: LoadedConfig) -> Iterator[Problem]:
