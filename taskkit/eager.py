@@ -85,14 +85,19 @@ def run_eagerly(
     kwargs: dict[str, Any],
     *,
     propagate: bool = True,
+    job: EagerJob | None = None,
 ) -> EagerJob:
     """Run ``declared`` now, as a worker would, and return the finished job.
 
     With ``propagate`` (the default) the job's exception reaches the caller, so a
-    failing job fails the test that enqueued it.
+    failing job fails the test that enqueued it. ``job`` is the :func:`new_job` to run,
+    if one was handed out before (a job enqueued after_commit).
     """
     args, kwargs = round_trip(registry.config.serializer, args, kwargs)
-    job = _new_job(declared, args, kwargs)
+    if job is None:
+        job = new_job(declared, args, kwargs)
+    else:  # made when it was enqueued (after_commit): it runs with the arguments sent
+        job.args, job.kwargs = args, kwargs
     job.started_at = now()
     try:
         with current_job(job):  # get_current_job() and taskkit.progress() see it, as in a worker
@@ -122,7 +127,8 @@ def _log_teardown_error(declared: DeclaredJob, job_id: str, error: Exception) ->
     )
 
 
-def _new_job(declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any]) -> EagerJob:
+def new_job(declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any]) -> EagerJob:
+    """An eager job not run yet (status queued): what a real enqueue would write."""
     settings = declared.settings
     job = EagerJob(str(uuid.uuid4()), connection=_UNCONNECTED, serializer=JSONSerializer)
     job.func_name = settings.rq_func_name
@@ -138,7 +144,8 @@ def _new_job(declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any
         job.retry_intervals = retry.intervals
     job.meta = {"taskkit_job": declared.name}
     job.enqueued_at = now()
+    job._status = JobStatus.QUEUED
     return job
 
 
-__all__ = ["EagerJob", "round_trip", "run_eagerly"]
+__all__ = ["EagerJob", "new_job", "round_trip", "run_eagerly"]

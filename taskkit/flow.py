@@ -191,7 +191,6 @@ def flow_problems(loaded: LoadedConfig, jobs: Mapping[str, ResolvedJob]) -> list
     return [
         *_exception_problems(loaded),
         *_key_problems(loaded, jobs),
-        *_unbuilt(loaded),
         *_unlimited_senders(loaded),
     ]
 
@@ -214,28 +213,6 @@ def _unlimited_senders(loaded: LoadedConfig) -> Iterator[Problem]:
                 f"job {job!r} has concurrency:, which {path[0]} do not honour in this version",
                 f"enqueue {job!r} from a small job instead, or remove its concurrency:",
             )
-
-
-_NOT_BUILT: tuple[str, ...] = ()
-
-
-def _unbuilt(loaded: LoadedConfig) -> Iterator[Problem]:
-    """Keys the format reserves but this version does not enforce yet: refused, never
-    ignored, so that nobody relies on a limit that is not there."""
-    for path, layer in _layers(loaded):
-        if layer.enqueue == "after_commit":
-            yield loaded.positions.problem(
-                (*path, "enqueue"),
-                "enqueue: after_commit is not built in this version of taskkit",
-                "remove it (jobs are sent at once) until a release supports it",
-            )
-        for key in _NOT_BUILT:
-            if getattr(layer, key, None) is not None:
-                yield loaded.positions.problem(
-                    (*path, key),
-                    f"{key} is not built in this version of taskkit",
-                    f"remove {key}: until a release supports it",
-                )
 
 
 def _layers(loaded: LoadedConfig) -> Iterator[tuple[tuple[str, ...], Settings]]:

@@ -24,7 +24,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer, PickleSerializer
 
-from taskkit import connection, limits, tracing
+from taskkit import after_commit, connection, limits, tracing
 from taskkit.bulk import Batch, Plan
 from taskkit.config import EffectiveJob, SecretUrl, TaskkitConfig, did_you_mean
 from taskkit.context import ProcessApp, TeardownErrorHandler
@@ -40,6 +40,9 @@ from taskkit.timing import assume_utc
 from taskkit.uniqueness import enqueue_unique
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from taskkit.eager import EagerJob
     from taskkit.workflows.runs import Run, WorkflowRun
 
 T = TypeVar("T")
@@ -241,10 +244,61 @@ class Registry:
         call (the Flask extension passes its own setting).
         """
         declared, call_args, call_kwargs = self._prepare(name, tuple(args), dict(kwargs or {}))
-        if self.eager if eager is None else eager:
+        eagerly = self.eager if eager is None else eager
+        if declared.settings.enqueue == "after_commit":
+            session = after_commit.open_session()
+            if session is not None:
+                return self._after_commit(
+                    session, declared, call_args, call_kwargs, at=at, eagerly=eagerly
+                )
+        if eagerly:
             return self._run_eagerly(declared, call_args, call_kwargs)
         limit = concurrency_limit(declared, call_args, call_kwargs)
         job = self._create(declared, call_args, call_kwargs, rate_limit=limit)
+        return self._dispatch(declared, job, call_args, call_kwargs, at=at, limit=limit)
+
+    def _after_commit(
+        self,
+        session: Session,
+        declared: DeclaredJob,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        at: datetime | None,
+        eagerly: bool,
+    ) -> Job:
+        """The job, sent (or run, eagerly) when ``session`` commits; never if it rolls back.
+
+        The job returned is the one that will be sent, with its id (a unique job's
+        duplicate found at commit time is not sent, and its holder is not returned).
+        """
+        if eagerly:
+            from taskkit.eager import new_job
+
+            waiting = new_job(declared, args, kwargs)
+            after_commit.defer(
+                session, lambda: self._run_eagerly(declared, args, kwargs, job=waiting)
+            )
+            return waiting
+        limit = concurrency_limit(declared, args, kwargs)
+        job = self._create(declared, args, kwargs, rate_limit=limit)
+        after_commit.defer(
+            session, lambda: self._dispatch(declared, job, args, kwargs, at=at, limit=limit)
+        )
+        return job
+
+    def _dispatch(
+        self,
+        declared: DeclaredJob,
+        job: Job,
+        call_args: tuple[Any, ...],
+        call_kwargs: dict[str, Any],
+        *,
+        at: datetime | None,
+        limit: RateLimit | None,
+    ) -> Job:
+        """Send a created job: unique, limited, scheduled or plain."""
+        name = declared.name
         queue = self.queue(declared.settings.queue)
         key = declared.flow.unique_key(call_args, call_kwargs)
         if key is not None:
@@ -328,11 +382,12 @@ class Registry:
         """
         if self.eager:
             prepared = [self._prepare(n, tuple(a), dict(k)) for n, a, k in calls]
-            return [self._run_eagerly(declared, a, k) for declared, a, k in prepared]
+            return [self.submit(declared.name, a, k, eager=True) for declared, a, k in prepared]
         calls = list(calls)
         if any(_one_by_one(self.job(name)) for name, _, _ in calls):
-            # A unique job's claim is its own transaction, and RQ promotes a limited job
-            # in a call of its own: such a batch goes job by job, every call checked first.
+            # A unique job's claim is its own transaction, RQ promotes a limited job in a
+            # call of its own, and an after_commit job may wait for a commit: such a batch
+            # goes job by job, every call checked first.
             checked = [self._prepare(n, tuple(a), dict(k)) for n, a, k in calls]
             return [self.submit(d.name, a, k, eager=False) for d, a, k in checked]
         batch = Batch()
@@ -427,11 +482,16 @@ class Registry:
         return job
 
     def _run_eagerly(
-        self, declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        declared: DeclaredJob,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        job: EagerJob | None = None,
     ) -> Job:
         from taskkit.eager import run_eagerly
 
-        job = run_eagerly(self, declared, args, kwargs)
+        job = run_eagerly(self, declared, args, kwargs, job=job)
         self._remember_eager(job)
         return job
 
@@ -543,7 +603,11 @@ def _write_fix(reason: str) -> str:
 def _one_by_one(declared: DeclaredJob) -> bool:
     """Whether a batch with this job must be sent job by job."""
     settings = declared.settings
-    return settings.unique is not None or settings.concurrency is not None
+    return (
+        settings.unique is not None
+        or settings.concurrency is not None
+        or settings.enqueue == "after_commit"
+    )
 
 
 def _env_flag(name: str) -> bool:

@@ -154,9 +154,7 @@ def intervals_started(connection: redis.Redis, account_id: int) -> int:
         "workflows:\n  w:\n    steps:\n      a: {job: j}\n",
     ],
 )
-def test_schedules_and_workflows_of_a_limited_job_are_refused(
-    tmp_path: Path, sender: str
-) -> None:
+def test_schedules_and_workflows_of_a_limited_job_are_refused(tmp_path: Path, sender: str) -> None:
     path = tmp_path / "jobs.yaml"
     path.write_text(
         "version: 1\n"
