@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from taskkit.config import EffectiveJob, RetryConfig, Settings
+from taskkit.config import EffectiveJob, RetryConfig, Settings, format_duration
 
 if TYPE_CHECKING:
     from taskkit.errors import Problem
@@ -170,6 +170,24 @@ class FlowPolicy:
         return KeyTemplate(limit.key).render(bound_arguments(self.signature, args, kwargs))
 
 
+def flow_keys(settings: EffectiveJob) -> str:
+    """The job's flow-control keys in one short line (``taskkit list``), or ``-``."""
+    parts = []
+    if settings.unique is not None:
+        key = settings.unique.key or "name+arguments"
+        parts.append(f"unique {key} while {settings.unique.while_}")
+    if settings.concurrency is not None:
+        key = settings.concurrency.key or settings.name
+        parts.append(f"concurrency {key} <= {settings.concurrency.limit}")
+    if settings.rate_limit is not None:
+        limit = settings.rate_limit
+        per = format_duration(limit.per)
+        parts.append(f"rate_limit {limit.key or settings.name} {limit.limit} per {per}")
+    if settings.enqueue == "after_commit":
+        parts.append("enqueue after_commit")
+    return "; ".join(parts) or "-"
+
+
 def jittered(wait: float) -> float:
     """Equal jitter: half the wait, plus a random part of the other half.
 
@@ -283,6 +301,7 @@ __all__ = [
     "KeyTemplate",
     "bound_arguments",
     "default_unique_key",
+    "flow_keys",
     "flow_problems",
     "import_exception",
     "jittered",

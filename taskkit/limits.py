@@ -23,7 +23,7 @@ script does both, so no window ever holds more than ``limit`` starts, across wor
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rq import RateLimit
 from rq.rate_limit import RateLimitRegistry
@@ -157,6 +157,37 @@ class RateLimiter:
         return None if due is None else float(due)
 
 
+@dataclass(frozen=True)
+class LimitStatus:
+    """A limit key that holds jobs back or counts running ones (``taskkit status``)."""
+
+    kind: str  # concurrency | rate_limit
+    key: str
+    limit: int
+    taken: int  # concurrency: slots taken (jobs queued or running); rate_limit: -1
+    waiting: int  # jobs held back
+
+
+def statuses(connection: redis.Redis) -> list[LimitStatus]:
+    """Every concurrency key in use and every rate limit key holding jobs back."""
+    found = []
+    for registry in RateLimitRegistry.all(connection):
+        if registry.key.startswith(KEY_PREFIX):
+            taken, waiting = (
+                registry.get_allowed_job_count(),
+                registry.get_rate_limited_job_count(),
+            )
+            key = registry.key.removeprefix(KEY_PREFIX)
+            found.append(LimitStatus("concurrency", key, registry.concurrency, taken, waiting))
+    now = float(current_timestamp())
+    for raw in sorted(cast("set[bytes]", connection.smembers(RATE_KEYS))):
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        waiting = int(connection.zcount(waiting_key(key), now, "+inf"))
+        if waiting:
+            found.append(LimitStatus("rate_limit", key, -1, -1, waiting))
+    return found
+
+
 def waiting_key(key: str) -> str:
     """The sorted set of the jobs a rate limit key held back, scored by when they are due."""
     return f"{RATE_PREFIX}{key}:waiting"
@@ -165,12 +196,14 @@ def waiting_key(key: str) -> str:
 __all__ = [
     "RATE_KEYS",
     "STARTED_AT_FIELD",
+    "LimitStatus",
     "RateLimiter",
     "concurrency_limit",
     "promote",
     "rate_limiter",
     "register",
     "slots_key",
+    "statuses",
     "waiting_key",
     "waiting_set",
 ]

@@ -168,3 +168,30 @@ def test_schedules_and_workflows_of_a_limited_job_are_refused(tmp_path: Path, se
         load(path, cached=False)
     assert "job 'j' has concurrency:, which" in str(raised.value)
     assert f"{path}:" in str(raised.value)
+
+
+def test_status_shows_the_jobs_waiting_on_a_limit(
+    taskkit_registry: Registry, worker_cli: WorkerCli
+) -> None:
+    taskkit_registry.enqueue("limited", account_id=7)
+    taskkit_registry.enqueue("limited", account_id=7)
+    taskkit_registry.enqueue("limited", account_id=7)
+
+    shown = worker_cli.run("status", "-c", str(FLOW_JOBS))
+
+    assert shown.returncode == 0, shown.stderr
+    assert "LIMITS (jobs waiting on a limit)" in shown.stdout
+    row = next(line.split() for line in shown.stdout.splitlines() if "acct:7" in line)
+    assert row == ["concurrency", "acct:7", "1", "1", "2"]
+
+
+def test_list_shows_each_jobs_flow_keys(worker_cli: WorkerCli) -> None:
+    shown = worker_cli.run("list", "-c", str(FLOW_JOBS))
+    assert shown.returncode == 0, shown.stderr
+    lines = {line.split()[0]: line for line in shown.stdout.splitlines() if line.strip()}
+    assert "unique lu:{account_id} while queued; concurrency acct:{account_id} <= 1" in (
+        lines["limited_unique"]
+    )
+    assert "rate_limit stripe 5 per 1s" in lines["call_api"]
+    assert "enqueue after_commit" in lines["mail_after_commit"]
+    assert " - " in lines["plain"]

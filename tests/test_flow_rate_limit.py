@@ -56,5 +56,8 @@ def test_a_delayed_job_does_not_hold_up_the_jobs_behind_it(
         wait_for(lambda: delayed.get_status() == JobStatus.SCHEDULED, timeout=60, what="delay")
         assert events(connection, "call_api") == []
         assert connection.zscore("taskkit:rate:stripe:waiting", delayed.id) is not None
+        shown = worker_cli.run("status", "-c", str(FLOW_JOBS))
+        row = next(line.split() for line in shown.stdout.splitlines() if "stripe" in line)
+        assert row == ["rate_limit", "stripe", "-", "-", "1"]
     finally:
         worker_cli.stop(worker)
