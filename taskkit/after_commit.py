@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # SQLAlchemy is the app's dependency, not taskkit's
 log = logging.getLogger("taskkit")
 
 Send = Callable[[], Any]
+Pending = tuple[Send, Send | None]  # what to run on commit, and on rollback
 
 _PENDING = "taskkit_after_commit"
 _OUTCOME = "taskkit_after_commit_outcome"
@@ -52,13 +53,13 @@ def open_session() -> Session | None:
     return session if session.in_transaction() else None
 
 
-def defer(session: Session, send: Send) -> None:
-    """Run ``send`` when ``session``'s transaction commits; never if it rolls back."""
+def defer(session: Session, send: Send, dropped: Send | None = None) -> None:
+    """Run ``send`` when ``session``'s transaction commits; ``dropped`` if it rolls back."""
     _listen(session)
     transaction = session.get_nested_transaction() or session.get_transaction()
     assert transaction is not None  # in_transaction() said so
-    pending: dict[SessionTransaction, list[Send]] = session.info.setdefault(_PENDING, {})
-    pending.setdefault(transaction, []).append(send)
+    pending: dict[SessionTransaction, list[Pending]] = session.info.setdefault(_PENDING, {})
+    pending.setdefault(transaction, []).append((send, dropped))
 
 
 def _listen(session: Session) -> None:
@@ -89,12 +90,15 @@ def _ended(session: Session, transaction: SessionTransaction) -> None:
         return
     if outcome != "commit":
         log.info("%d job(s) enqueued after_commit dropped: the transaction rolled back", len(sends))
+        for _, dropped in sends:
+            if dropped is not None:
+                dropped()
         return
     parent = _enclosing(transaction)
     if parent is not None:  # a savepoint released: its sends wait for the transaction around it
         session.info[_PENDING].setdefault(parent, []).extend(sends)
         return
-    for send in sends:
+    for send, _ in sends:
         send()
 
 

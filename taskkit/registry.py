@@ -107,6 +107,7 @@ class Registry:
         self._plans: dict[str, Plan] = {}
         self._by_func: dict[str, list[DeclaredJob]] = {}
         self._eager_jobs: dict[str, Job] = {}  # for fetch(), oldest first
+        self._eager_holders: dict[str, Job] = {}  # unique key -> eager job holding it
         for job in jobs.values():
             self._by_func.setdefault(job.settings.rq_func_name, []).append(job)
 
@@ -252,7 +253,8 @@ class Registry:
                     session, declared, call_args, call_kwargs, at=at, eagerly=eagerly
                 )
         if eagerly:
-            return self._run_eagerly(declared, call_args, call_kwargs)
+            holder = self._eager_holder(declared, call_args, call_kwargs)
+            return holder or self._run_eagerly(declared, call_args, call_kwargs)
         limit = concurrency_limit(declared, call_args, call_kwargs)
         job = self._create(declared, call_args, call_kwargs, rate_limit=limit)
         return self._dispatch(declared, job, call_args, call_kwargs, at=at, limit=limit)
@@ -275,9 +277,17 @@ class Registry:
         if eagerly:
             from taskkit.eager import new_job
 
+            holder = self._eager_holder(declared, args, kwargs)
+            if holder is not None:
+                return holder
             waiting = new_job(declared, args, kwargs)
+            key = declared.flow.unique_key(args, kwargs)
+            if key is not None:  # it holds its key while it waits for the commit
+                self._eager_holders[key] = waiting
             after_commit.defer(
-                session, lambda: self._run_eagerly(declared, args, kwargs, job=waiting)
+                session,
+                lambda: self._run_eagerly(declared, args, kwargs, job=waiting),
+                lambda: self._eager_holders.pop(key or "", None),
             )
             return waiting
         limit = concurrency_limit(declared, args, kwargs)
@@ -489,9 +499,21 @@ class Registry:
         *,
         job: EagerJob | None = None,
     ) -> Job:
-        from taskkit.eager import run_eagerly
+        from taskkit.eager import new_job, run_eagerly
 
-        job = run_eagerly(self, declared, args, kwargs, job=job)
+        key = declared.flow.unique_key(args, kwargs)
+        unique = declared.settings.unique
+        if job is None:
+            job = new_job(declared, args, kwargs)
+        if key is not None and unique is not None and unique.while_ == "queued_or_running":
+            self._eager_holders[key] = job
+        elif key is not None:
+            self._eager_holders.pop(key, None)  # it no longer waits
+        try:
+            job = run_eagerly(self, declared, args, kwargs, job=job)
+        finally:
+            if key is not None and self._eager_holders.get(key) is job:
+                del self._eager_holders[key]
         self._remember_eager(job)
         return job
 
@@ -517,6 +539,16 @@ class Registry:
                 return None
 
         return connection.call(self.redis_url, "fetch a job", read)
+
+    def _eager_holder(
+        self, declared: DeclaredJob, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> Job | None:
+        """In eager mode, the job holding this call's unique key: one waiting for a commit,
+        or, with ``while: queued_or_running``, one running (a job that enqueues itself)."""
+        if not self._eager_holders or declared.settings.unique is None:
+            return None
+        key = declared.flow.unique_key(args, kwargs)
+        return None if key is None else self._eager_holders.get(key)
 
     def _remember_eager(self, job: Job) -> None:
         self._eager_jobs[job.id] = job

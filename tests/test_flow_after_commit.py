@@ -126,3 +126,31 @@ def test_eager_mode_runs_the_job_at_the_commit_only(app: Flask, taskkit_registry
         db.session.commit()
     assert [event["to"] for event in events(connection, "send_mail")] == ["committed"]
     assert job.get_status() == "finished"
+
+
+def test_a_unique_job_enqueued_twice_in_a_transaction_is_sent_once(
+    app: Flask, taskkit_registry: Registry
+) -> None:
+    with app.app_context():
+        db.session.add(Row())
+        first = taskkit_registry.enqueue("mail_once", to="a")
+        taskkit_registry.enqueue("mail_once", to="a")
+        db.session.commit()
+    assert queued(taskkit_registry) == [first.id]
+
+
+def test_eager_mode_honours_unique(app: Flask, taskkit_registry: Registry) -> None:
+    taskkit_registry.eager = True
+    connection = taskkit_registry.connection
+    with app.app_context():
+        db.session.add(Row())
+        first = taskkit_registry.enqueue("mail_once", to="a")
+        assert taskkit_registry.enqueue("mail_once", to="a") is first  # waiting: the same job
+        db.session.rollback()  # dropped: the key is free again
+        db.session.add(Row())
+        second = taskkit_registry.enqueue("mail_once", to="a")
+        assert second is not first
+        assert taskkit_registry.enqueue("mail_once", to="a") is second
+        db.session.commit()
+        assert taskkit_registry.enqueue("mail_once", to="a") is not second  # it ran: free
+    assert [event["to"] for event in events(connection, "send_mail")] == ["a", "a"]

@@ -189,8 +189,9 @@ def test_list_shows_each_jobs_flow_keys(worker_cli: WorkerCli) -> None:
     shown = worker_cli.run("list", "-c", str(FLOW_JOBS))
     assert shown.returncode == 0, shown.stderr
     lines = {line.split()[0]: line for line in shown.stdout.splitlines() if line.strip()}
-    assert "unique lu:{account_id} while queued; concurrency acct:{account_id} <= 1" in (
-        lines["limited_unique"]
+    assert (
+        "unique lu:{account_id} while queued; concurrency acct:{account_id} <= 1"
+        in (lines["limited_unique"])
     )
     assert "rate_limit stripe 5 per 1s" in lines["call_api"]
     assert "enqueue after_commit" in lines["mail_after_commit"]
