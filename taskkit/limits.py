@@ -113,7 +113,10 @@ redis.call('ZADD', KEYS[3], due, ARGV[3])
 redis.call('HSET', KEYS[4], 'status', 'scheduled')
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
 redis.call('ZADD', KEYS[5], due, ARGV[3])
-redis.call('PEXPIRE', KEYS[5], math.ceil(per * 1000) + 1000)
+local keep = math.ceil((due - now) * 1000) + 1000
+if redis.call('PTTL', KEYS[5]) < keep then
+    redis.call('PEXPIRE', KEYS[5], keep)
+end
 redis.call('SADD', KEYS[6], ARGV[4])
 return string.format('%.6f', due)
 """

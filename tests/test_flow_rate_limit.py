@@ -57,7 +57,7 @@ def test_a_delayed_job_does_not_hold_up_the_jobs_behind_it(
         assert events(connection, "call_api") == []
         assert connection.zscore("taskkit:rate:stripe:waiting", delayed.id) is not None
         shown = worker_cli.run("status", "-c", str(FLOW_JOBS))
-        row = next(line.split() for line in shown.stdout.splitlines() if "stripe" in line)
-        assert row == ["rate_limit", "stripe", "-", "-", "1"]
+        rows = [line.split() for line in shown.stdout.splitlines() if "stripe" in line]
+        assert rows == [["rate_limit", "stripe", "-", "-", "1"]], shown.stdout + shown.stderr
     finally:
         worker_cli.stop(worker)
