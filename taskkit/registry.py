@@ -142,6 +142,11 @@ class Registry:
         """The jobs.yaml this registry was loaded from."""
         return self.loaded.path
 
+    @cached_property
+    def has_rate_limits(self) -> bool:
+        """Whether any declared job has ``rate_limit:`` (a worker checks those only)."""
+        return any(job.settings.rate_limit is not None for job in self.jobs.values())
+
     @property
     def serializer(self) -> type[JSONSerializer] | type[PickleSerializer]:
         """JSON unless jobs.yaml opts in to pickle."""

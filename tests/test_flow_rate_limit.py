@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 from flow_support import FLOW_JOBS, events
-from rq.job import JobStatus
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.serializers import PickleSerializer
 from worker_support import WorkerCli, wait_for
 
 from taskkit import Registry
 from taskkit.limits import STARTED_AT_FIELD
+from taskkit.testing import run_burst_worker
 
 
 @pytest.fixture
@@ -61,3 +64,21 @@ def test_a_delayed_job_does_not_hold_up_the_jobs_behind_it(
         assert rows == [["rate_limit", "stripe", "-", "-", "1"]], shown.stdout + shown.stderr
     finally:
         worker_cli.stop(worker)
+
+
+def test_an_unreadable_entry_is_still_refused_with_its_reason(taskkit_registry: Registry) -> None:
+    """The limiter reads a job's data before it runs; data it cannot read is left to the
+    job class, which fails the entry with why, and the worker goes on."""
+    connection = taskkit_registry.connection
+    queue = Queue("default", connection=connection, serializer=PickleSerializer)
+    pickled = queue.enqueue("flowjobs.call_api", 1)
+    valid = taskkit_registry.enqueue("call_api", n=2)
+
+    assert run_burst_worker(taskkit_registry).finished == 1
+
+    assert valid.get_status() == JobStatus.FINISHED
+    failed = Job.fetch(pickled.id, connection=connection, serializer=PickleSerializer)
+    assert failed.get_status() == JobStatus.FAILED
+    result = failed.latest_result()
+    assert result is not None
+    assert "cannot be decoded with JSONSerializer" in (result.exc_string or "")

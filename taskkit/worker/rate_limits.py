@@ -65,10 +65,13 @@ def _limiter_of(job: Job) -> RateLimiter | None:
     """The rate limit of a declared job's call; None for any other job (no Redis read)."""
     if not isinstance(job, TaskkitJob):
         return None
-    declared, _ = _declared_job(TaskkitJob.worker_registry(), job)
-    if declared is None or declared.settings.rate_limit is None:
-        return None  # an undeclared job is refused by the job class, as before
+    registry = TaskkitJob.worker_registry()
+    if not registry.has_rate_limits:
+        return None  # jobs.yaml has no rate limit: the job's data is not even decoded
     try:
+        declared, _ = _declared_job(registry, job)
+        if declared is None or declared.settings.rate_limit is None:
+            return None
         return rate_limiter(declared, tuple(job.args), job.kwargs)
-    except Exception:  # arguments that do not fit: the job fails when it runs, with why
-        return None
+    except Exception:  # data that cannot be read, arguments that do not fit: the job class
+        return None  # refuses or fails the job when it runs, and says why
