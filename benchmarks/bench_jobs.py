@@ -43,3 +43,8 @@ def hash_work(rounds: int = 2000) -> str:
     for _ in range(rounds):
         digest = hashlib.sha256(digest).digest() * 2
     return digest[:8].hex()
+
+
+def noop_n(n: int = 0) -> int:
+    """A no-op with an argument, so that flow-control keys can differ per job."""
+    return n

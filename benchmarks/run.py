@@ -13,9 +13,9 @@ whole-process figures where start-up is the point (Flask-RQ).
 
 Sections: ``throughput`` (1: taskkit vs bare RQ), ``flask-rq`` (2), ``seed`` (3),
 ``roundtrips`` (4), ``enqueue`` (5), ``loader`` (6), ``schedules`` (7), ``processes`` (8),
-``memory`` (9), ``workflows`` (10), ``profile`` (where a fork work horse's time goes).
-Flask-RQ comes from the ``bench`` extra (``pip install -e '.[bench]'``); without it that
-section is skipped.
+``memory`` (9), ``workflows`` (10), ``flow`` (11: the per-job cost of each flow-control
+key), ``profile`` (where a fork work horse's time goes). Flask-RQ comes from the ``bench``
+extra (``pip install -e '.[bench]'``); without it that section is skipped.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ SECTIONS = (
     "memory",
     "workflows",
     "profile",
+    "flow",
 )
 
 
@@ -89,6 +90,8 @@ class Sizes:
     workflow_items: int = 100
     workflow_steps: int = 50
     workflow_rounds: int = 5
+    flow_jobs: int = 200
+    flow_rounds: int = 7
 
 
 QUICK = Sizes(
@@ -119,6 +122,8 @@ QUICK = Sizes(
     workflow_items=10,
     workflow_steps=5,
     workflow_rounds=1,
+    flow_jobs=10,
+    flow_rounds=1,
 )
 
 
@@ -222,6 +227,8 @@ def run_sections(
         sections.append(_workflows(sizes, server, folder))
     if "profile" in chosen:
         sections.append(_profile(sizes, server, folder))
+    if "flow" in chosen:
+        sections.append(_flow(sizes, server, folder))
     order = {name: i for i, name in enumerate(["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"])}
     return sorted(sections, key=lambda s: order.get(s.title.split(".")[0], 99))
 
@@ -338,6 +345,23 @@ def _processes(sizes: Sizes, server: str, folder: Path, jobs_yaml: Path) -> Sect
     finally:
         stop_runners(runners)
     return bench_processes.section(rates, runners, sizes.process_rounds)
+
+
+def _flow(sizes: Sizes, server: str, folder: Path) -> Section:
+    import bench_flow
+    import bench_throughput as throughput
+    from runners import start_runners, stop_runners
+
+    log("flow control: each key against none")
+    jobs_yaml = bench_flow.write_jobs_yaml(folder)
+    variants = bench_flow.variants(jobs_yaml, sizes.flow_jobs, min(20, sizes.flow_jobs))
+    runners = start_runners(variants, server, 1, folder)
+    try:
+        rates = throughput.measure(runners, sizes.flow_rounds, log=False)
+        _log_rates(rates)
+    finally:
+        stop_runners(runners)
+    return bench_flow.section(rates, runners, sizes.flow_rounds)
 
 
 def _roundtrips(sizes: Sizes, server: str) -> Section:

@@ -172,27 +172,26 @@ _ENQUEUE = (
     "`immediate`, or `after_commit`: inside a Flask-SQLAlchemy transaction the job is sent "
     "when the session commits, dropped on rollback (see [Flow control](flow-control.md))."
 )
-_RESERVED = "**Reserved: refused by this version.** "
 _KEY = "A `str.format` template over the job's arguments, checked at validate time"
 DESCRIPTIONS.update(
     {
         "Defaults.discard_on": _DISCARD + " Built-in default none.",
-        "Defaults.enqueue": _RESERVED + _ENQUEUE + " Built-in default `immediate`.",
+        "Defaults.enqueue": _ENQUEUE + " Built-in default `immediate`.",
         "QueueConfig.discard_on": "Overrides `defaults:` for the jobs on this queue.",
         "QueueConfig.enqueue": "Overrides `defaults:` for the jobs on this queue.",
         "JobConfig.discard_on": _INHERITS + "none. " + _DISCARD,
-        "JobConfig.enqueue": _RESERVED + _INHERITS + "`immediate`. " + _ENQUEUE,
+        "JobConfig.enqueue": _INHERITS + "`immediate`. " + _ENQUEUE,
         "JobConfig.unique": (
             "At most one such job waiting (or running): [`unique:`](#unique). "
             "A duplicate enqueue returns the job already there."
         ),
         "JobConfig.concurrency": (
-            _RESERVED
-            + "At most `limit` such jobs queued or running at once: [`concurrency:`](#concurrency)."
+            "At most `limit` such jobs queued or running at once, across workers; the others "
+            "wait out of their queue's way: [`concurrency:`](#concurrency)."
         ),
         "JobConfig.rate_limit": (
-            _RESERVED + "At most `limit` starts per `per` of all jobs sharing the key: "
-            "[`rate_limit:`](#rate-limit)."
+            "At most `limit` starts per `per` of all jobs sharing the key (a sliding window); "
+            "a job over it is delayed, never failed: [`rate_limit:`](#rate-limit)."
         ),
         "RetryConfig.backoff": (
             "Growing waits instead of `intervals`: [`backoff:`](#backoff). Not both."

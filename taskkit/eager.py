@@ -15,6 +15,7 @@ import logging
 import pickle
 import traceback
 import uuid
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,8 @@ class EagerJobs:
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
+        self.holders: dict[str, Job] = {}
+        """Unique key -> the eager job holding it (waiting for a commit, or running)."""
 
     def remember(self, job: Job) -> None:
         """Keep ``job``; forget the oldest past :data:`EAGER_JOBS_KEPT`."""
@@ -84,6 +87,43 @@ class EagerJobs:
     def get(self, job_id: str) -> Job | None:
         """The job ``job_id`` if this process ran it eagerly lately."""
         return self._jobs.get(job_id)
+
+    def run(
+        self,
+        registry: Registry,
+        declared: DeclaredJob,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        job: EagerJob | None = None,
+    ) -> Job:
+        """Run a declared job now (see :func:`run_eagerly`), holding its unique key while
+        it runs if it says ``while: queued_or_running``; remember it for ``fetch``."""
+        key = declared.flow.unique_key(args, kwargs)
+        unique = declared.settings.unique
+        if job is None:
+            job = new_job(declared, args, kwargs)
+        if key is not None and unique is not None and unique.while_ == "queued_or_running":
+            self.holders[key] = job
+        elif key is not None:
+            self.holders.pop(key, None)  # it no longer waits
+        try:
+            ran = run_eagerly(registry, declared, args, kwargs, job=job)
+        finally:
+            if key is not None and self.holders.get(key) is job:
+                del self.holders[key]
+        self.remember(ran)
+        return ran
+
+    def holder(
+        self, declared: DeclaredJob, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> Job | None:
+        """The job holding this call's unique key: one waiting for a commit or, with
+        ``while: queued_or_running``, one running (a job that enqueues itself)."""
+        if not self.holders or declared.settings.unique is None:
+            return None
+        key = declared.flow.unique_key(args, kwargs)
+        return None if key is None else self.holders.get(key)
 
 
 def round_trip(
@@ -106,14 +146,19 @@ def run_eagerly(
     kwargs: dict[str, Any],
     *,
     propagate: bool = True,
+    job: EagerJob | None = None,
 ) -> EagerJob:
     """Run ``declared`` now, as a worker would, and return the finished job.
 
     With ``propagate`` (the default) the job's exception reaches the caller, so a
-    failing job fails the test that enqueued it.
+    failing job fails the test that enqueued it. ``job`` is the :func:`new_job` to run,
+    if one was handed out before (a job enqueued after_commit).
     """
     args, kwargs = round_trip(registry.config.serializer, args, kwargs)
-    job = _new_job(declared, args, kwargs)
+    if job is None:
+        job = new_job(declared, args, kwargs)
+    else:  # made when it was enqueued (after_commit): it runs with the arguments sent
+        job.args, job.kwargs = args, kwargs
     job.started_at = now()
     try:
         with current_job(job):  # get_current_job() and taskkit.progress() see it, as in a worker
@@ -143,7 +188,8 @@ def _log_teardown_error(declared: DeclaredJob, job_id: str, error: Exception) ->
     )
 
 
-def _new_job(declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any]) -> EagerJob:
+def new_job(declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any]) -> EagerJob:
+    """An eager job not run yet (status queued): what a real enqueue would write."""
     settings = declared.settings
     job = EagerJob(str(uuid.uuid4()), connection=_UNCONNECTED, serializer=JSONSerializer)
     job.func_name = settings.rq_func_name
@@ -159,7 +205,8 @@ def _new_job(declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any
         job.retry_intervals = retry.intervals
     job.meta = {"taskkit_job": declared.name}
     job.enqueued_at = now()
+    job._status = JobStatus.QUEUED
     return job
 
 
-__all__ = ["EagerJob", "round_trip", "run_eagerly"]
+__all__ = ["EagerJob", "new_job", "round_trip", "run_eagerly"]

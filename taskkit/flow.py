@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from taskkit.config import EffectiveJob, RetryConfig, Settings
+from taskkit.config import EffectiveJob, RetryConfig, Settings, format_duration
 
 if TYPE_CHECKING:
     from taskkit.errors import Problem
@@ -170,6 +170,24 @@ class FlowPolicy:
         return KeyTemplate(limit.key).render(bound_arguments(self.signature, args, kwargs))
 
 
+def flow_keys(settings: EffectiveJob) -> str:
+    """The job's flow-control keys in one short line (``taskkit list``), or ``-``."""
+    parts = []
+    if settings.unique is not None:
+        key = settings.unique.key or "name+arguments"
+        parts.append(f"unique {key} while {settings.unique.while_}")
+    if settings.concurrency is not None:
+        key = settings.concurrency.key or settings.name
+        parts.append(f"concurrency {key} <= {settings.concurrency.limit}")
+    if settings.rate_limit is not None:
+        limit = settings.rate_limit
+        per = format_duration(limit.per)
+        parts.append(f"rate_limit {limit.key or settings.name} {limit.limit} per {per}")
+    if settings.enqueue == "after_commit":
+        parts.append("enqueue after_commit")
+    return "; ".join(parts) or "-"
+
+
 def jittered(wait: float) -> float:
     """Equal jitter: half the wait, plus a random part of the other half.
 
@@ -188,29 +206,33 @@ def _qualified(cls: type) -> str:
 
 def flow_problems(loaded: LoadedConfig, jobs: Mapping[str, ResolvedJob]) -> list[Problem]:
     """Exception names that do not import, and key templates that do not fit the callable."""
-    return [*_exception_problems(loaded), *_key_problems(loaded, jobs), *_unbuilt(loaded)]
+    return [
+        *_exception_problems(loaded),
+        *_key_problems(loaded, jobs),
+        *_unlimited_senders(loaded),
+    ]
 
 
-_NOT_BUILT = ("concurrency", "rate_limit")
-
-
-def _unbuilt(loaded: LoadedConfig) -> Iterator[Problem]:
-    """Keys the format reserves but this version does not enforce yet: refused, never
-    ignored, so that nobody relies on a limit that is not there."""
-    for path, layer in _layers(loaded):
-        if layer.enqueue == "after_commit":
+def _unlimited_senders(loaded: LoadedConfig) -> Iterator[Problem]:
+    """Schedules and workflow steps naming a job with ``concurrency``: refused, because
+    they send their jobs in one transaction, where RQ cannot take a slot."""
+    config = loaded.config
+    limited = {name for name, job in config.jobs.items() if job.concurrency is not None}
+    senders: list[tuple[tuple[str, ...], str]] = [
+        (("schedules", name, "job"), schedule.job)
+        for name, schedule in config.schedules.items()
+        if schedule.job is not None  # a schedule of a workflow: its steps are checked below
+    ]
+    for workflow_name, workflow in config.workflows.items():
+        for step_name, step in workflow.steps.items():
+            senders.append((("workflows", workflow_name, "steps", step_name, "job"), step.job))
+    for path, job in senders:
+        if job in limited:
             yield loaded.positions.problem(
-                (*path, "enqueue"),
-                "enqueue: after_commit is not built in this version of taskkit",
-                "remove it (jobs are sent at once) until a release supports it",
+                path,
+                f"job {job!r} has concurrency:, which {path[0]} do not honour in this version",
+                f"enqueue {job!r} from a small job instead, or remove its concurrency:",
             )
-        for key in _NOT_BUILT:
-            if getattr(layer, key, None) is not None:
-                yield loaded.positions.problem(
-                    (*path, key),
-                    f"{key} is not built in this version of taskkit",
-                    f"remove {key}: until a release supports it",
-                )
 
 
 def _layers(loaded: LoadedConfig) -> Iterator[tuple[tuple[str, ...], Settings]]:
@@ -281,6 +303,7 @@ __all__ = [
     "KeyTemplate",
     "bound_arguments",
     "default_unique_key",
+    "flow_keys",
     "flow_problems",
     "import_exception",
     "jittered",

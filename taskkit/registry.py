@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,7 +20,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer, PickleSerializer
 
-from taskkit import connection, tracing
+from taskkit import after_commit, connection, sending, tracing
 from taskkit.bulk import Batch, Plan
 from taskkit.config import SecretUrl, TaskkitConfig, did_you_mean
 from taskkit.context import ProcessApp, TeardownErrorHandler
@@ -27,14 +28,16 @@ from taskkit.context import run as run_in_context
 from taskkit.declared import WIRES, DeclaredJob, check_serializable
 from taskkit.eager import EagerJobs
 from taskkit.errors import UnknownJobError
+from taskkit.limits import concurrency_limit
 from taskkit.loader import LoadedConfig, default_config_path
 from taskkit.loader.cache import LoadCache
 from taskkit.loader.resolution import resolve
 from taskkit.redaction import describe_call
 from taskkit.timing import assume_utc
-from taskkit.uniqueness import enqueue_unique
 
 if TYPE_CHECKING:
+
+    from taskkit.eager import EagerJob
     from taskkit.workflows.runs import Run, WorkflowRun
 
 T = TypeVar("T")
@@ -55,7 +58,8 @@ class Registry:
         self._queues: dict[str, Queue] = {}
         self._plans: dict[str, Plan] = {}
         self._by_func: dict[str, list[DeclaredJob]] = {}
-        self._eager_jobs = EagerJobs()  # for fetch()
+        self.eager_jobs = EagerJobs()
+        """The jobs this registry ran eagerly lately (for fetch), and unique keys they hold."""
         for job in jobs.values():
             self._by_func.setdefault(job.settings.rq_func_name, []).append(job)
 
@@ -89,6 +93,11 @@ class Registry:
     def path(self) -> Path:
         """The jobs.yaml this registry was loaded from."""
         return self.loaded.path
+
+    @cached_property
+    def has_rate_limits(self) -> bool:
+        """Whether any declared job has ``rate_limit:`` (a worker checks those only)."""
+        return any(job.settings.rate_limit is not None for job in self.jobs.values())
 
     @property
     def serializer(self) -> type[JSONSerializer] | type[PickleSerializer]:
@@ -193,20 +202,20 @@ class Registry:
         call (the Flask extension passes its own setting).
         """
         declared, call_args, call_kwargs = self._prepare(name, tuple(args), dict(kwargs or {}))
-        if self.eager if eager is None else eager:
-            return self._run_eagerly(declared, call_args, call_kwargs)
-        job = self._create(declared, call_args, call_kwargs)
-        queue = self.queue(declared.settings.queue)
-        unique = declared.settings.unique
-        if unique is not None:
-            key = declared.flow.unique_key(call_args, call_kwargs)
-            assert key is not None
-            return self._write(
-                f"enqueue {name!r}", lambda: enqueue_unique(queue, job, key, unique.while_, at=at)
-            )
-        if at is None:
-            return self._send(f"enqueue {name!r}", queue, job)
-        return self._write(f"schedule {name!r}", lambda: queue.schedule_job(job, at))
+        eagerly = self.eager if eager is None else eager
+        if declared.settings.enqueue == "after_commit":
+            session = after_commit.open_session()
+            if session is not None:
+                return sending.after_commit_send(
+                    self,
+                    session, declared, call_args, call_kwargs, at=at, eagerly=eagerly
+                )
+        if eagerly:
+            holder = self.eager_jobs.holder(declared, call_args, call_kwargs)
+            return holder or self._run_eagerly(declared, call_args, call_kwargs)
+        limit = concurrency_limit(declared, call_args, call_kwargs)
+        job = self._create(declared, call_args, call_kwargs, rate_limit=limit)
+        return sending.dispatch(self, declared, job, call_args, call_kwargs, at=at, limit=limit)
 
     def run_now(self, name: str, /, *args: Any, **kwargs: Any) -> Job:
         """Run job ``name`` in this process, as eager mode does, and return the finished job.
@@ -256,11 +265,12 @@ class Registry:
         """
         if self.eager:
             prepared = [self._prepare(n, tuple(a), dict(k)) for n, a, k in calls]
-            return [self._run_eagerly(declared, a, k) for declared, a, k in prepared]
+            return [self.submit(declared.name, a, k, eager=True) for declared, a, k in prepared]
         calls = list(calls)
-        if any(self.job(name).settings.unique is not None for name, _, _ in calls):
-            # A unique job's claim is its own transaction: such a batch goes job by job,
-            # every call checked first.
+        if any(sending.one_by_one(self.job(name)) for name, _, _ in calls):
+            # A unique job's claim is its own transaction, RQ promotes a limited job in a
+            # call of its own, and an after_commit job may wait for a commit: such a batch
+            # goes job by job, every call checked first.
             checked = [self._prepare(n, tuple(a), dict(k)) for n, a, k in calls]
             return [self.submit(d.name, a, k, eager=False) for d, a, k in checked]
         batch = Batch()
@@ -283,17 +293,6 @@ class Registry:
             )
             self._plans[name] = plan
         return plan
-
-    def _send(self, doing: str, queue: Queue, job: Job) -> Job:
-        """Enqueue ``job`` in one MULTI/EXEC: one round trip, applied whole or not at all."""
-
-        def send() -> Job:
-            with self.connection.pipeline() as pipe:
-                queue.enqueue_job(job, pipeline=pipe)
-                pipe.execute()
-            return job
-
-        return self._write(doing, send)
 
     def _write(self, doing: str, action: Callable[[], T]) -> T:
         """Run a write; Redis errors become one :class:`RedisUnavailableError`."""
@@ -340,13 +339,14 @@ class Registry:
         return job
 
     def _run_eagerly(
-        self, declared: DeclaredJob, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        declared: DeclaredJob,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        job: EagerJob | None = None,
     ) -> Job:
-        from taskkit.eager import run_eagerly
-
-        job = run_eagerly(self, declared, args, kwargs)
-        self._eager_jobs.remember(job)
-        return job
+        return self.eager_jobs.run(self, declared, args, kwargs, job=job)
 
     # -- job handles -----------------------------------------------------------------
 
@@ -361,7 +361,7 @@ class Registry:
         overrides :attr:`eager` as in :meth:`submit`. Progress: :func:`taskkit.progress_of`.
         """
         if self.eager if eager is None else eager:
-            return self._eager_jobs.get(job_id)
+            return self.eager_jobs.get(job_id)
 
         def read() -> Job | None:
             try:

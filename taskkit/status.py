@@ -13,7 +13,8 @@ from typing import Any
 from rq import Worker
 from rq.job import Job
 
-from taskkit import connection
+from taskkit import connection, limits
+from taskkit.limits import LimitStatus
 from taskkit.progress import progress_of
 from taskkit.queues import PAUSED_KEY
 from taskkit.registry import META_KEY, Registry
@@ -81,6 +82,8 @@ class Status:
     """rq-scheduler's own entries, which taskkit does not fire."""
     note: str | None = None
     """What those mean for taskkit's schedules, in one line."""
+    limits: list[LimitStatus] = field(default_factory=list)
+    """Concurrency keys in use and rate limit keys holding jobs back."""
     taken_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def as_dict(self) -> dict[str, Any]:
@@ -124,6 +127,7 @@ def _collect(registry: Registry, url: str) -> Status:
         rq_schedulers=found.rq_schedulers,
         rq_scheduler_entries=found.entries,
         note=found.note(),
+        limits=limits.statuses(conn),
     )
 
 

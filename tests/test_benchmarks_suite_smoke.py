@@ -26,10 +26,12 @@ SECTIONS = [
     "## 8. --processes 2 vs 1",
     "## 9. Memory",
     "## 10. Workflows: starting a run, each step, a fan-in",
+    "## 11. Flow-control keys: per-job cost",
     "## Profile: one fork work horse",
 ]
 
 
+@pytest.mark.timeout(300)  # the quick suite alone takes ~2 min on 2 busy cores
 def test_the_suite_runs_quick_and_prints_the_report(tmp_path: Path) -> None:
     output = tmp_path / "results.md"
     # Its own private redis-server (the default): nothing shared is touched.
@@ -43,7 +45,7 @@ def test_the_suite_runs_quick_and_prints_the_report(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=280,
         check=False,
         cwd=tmp_path,
     )

@@ -306,9 +306,9 @@ def test_list_shows_effective_settings(good: Path) -> None:
     assert (code, err) == (0, "")
     rows = [line.split() for line in out.splitlines()]
     assert ["send_receipt", "emails", "none", "1m", "3x", "(10s,", "1m,", "1m:", "the", "last",
-            "wait", "repeats)", "loaderapps.jobs:send_receipt"] in rows  # fmt: skip
-    assert ["cleanup", "default", "none", "1h30m", "no", "loaderapps.jobs:cleanup"] in rows
-    assert ["heartbeat", "critical", "none", "10s", "1x", "(at", "once)",
+            "wait", "repeats)", "-", "loaderapps.jobs:send_receipt"] in rows  # fmt: skip
+    assert ["cleanup", "default", "none", "1h30m", "no", "-", "loaderapps.jobs:cleanup"] in rows
+    assert ["heartbeat", "critical", "none", "10s", "1x", "(at", "once)", "-",
             "loaderapps.jobs:heartbeat"] in rows  # fmt: skip
     queues = out.split("QUEUES (priority order)\n")[1].split("\n\n")[0].splitlines()
     assert [q.split() for q in queues] == [

@@ -111,9 +111,6 @@ def test_jitter_draws_each_retry_wait_between_half_and_all_of_it(
         ('unique: {key: "x:{acount_id}"}', "uses {acount_id}, which the job does not take"),
         ('unique: {key: "x:{0}"}', "uses a positional field {0}"),
         ('unique: {key: "x:{"}', "is not a str.format template"),
-        ("concurrency: {limit: 1}", "concurrency is not built in this version"),
-        ("rate_limit: {limit: 1, per: 1s}", "rate_limit is not built in this version"),
-        ("enqueue: after_commit", "enqueue: after_commit is not built in this version"),
     ],
 )
 def test_flow_keys_are_checked_at_validate_time(

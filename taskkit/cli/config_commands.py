@@ -13,6 +13,7 @@ from taskkit.cli.options import config_option, load_registry
 from taskkit.cli.output import schedule_form, table
 from taskkit.config import format_duration
 from taskkit.errors import TaskkitError
+from taskkit.flow import flow_keys
 from taskkit.timing import next_fire_times
 
 
@@ -39,12 +40,13 @@ def list_(config_path: Path | None) -> None:
             job.settings.queue,
             job.settings.context,
             format_duration(job.settings.timeout),
-            _retry_text(job.settings.retry.max, job.settings.retry.intervals),
+            _retry_text(job.settings.retry.max, job.settings.retry.waits()),
+            flow_keys(job.settings),
             job.settings.func,
         )
         for job in registry.jobs.values()
     ]
-    table("JOBS", ("name", "queue", "context", "timeout", "retry", "func"), rows)
+    table("JOBS", ("name", "queue", "context", "timeout", "retry", "flow", "func"), rows)
     counts: dict[str, int] = {}
     for job in registry.jobs.values():
         counts[job.settings.queue] = counts.get(job.settings.queue, 0) + 1

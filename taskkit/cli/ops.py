@@ -164,9 +164,20 @@ def _print_status(current: Any) -> None:
             for s in current.schedules
         ],
     )  # fmt: skip
+    if current.limits:
+        table(
+            "LIMITS (jobs waiting on a limit)",
+            ("kind", "key", "limit", "taken", "waiting"),
+            [(lim.kind, lim.key, _or_dash(lim.limit), _or_dash(lim.taken), lim.waiting)
+             for lim in current.limits],
+        )  # fmt: skip
     if current.note:
         click.echo(f"note: {current.note}\n")
     click.echo(f"redis: {current.redis}")
+
+
+def _or_dash(count: int) -> str:
+    return "-" if count < 0 else str(count)
 
 
 def _current_job(worker: Any) -> str:

@@ -6,7 +6,8 @@ RQ loses time or jobs. The one place that touches RQ's internals (see
 - :mod:`.joblog`: the one log line per job;
 - :mod:`.queue`: queue entries that are no job id;
 - :mod:`.base`: what every bend shares; :mod:`.recovery`, :mod:`.outages`,
-  :mod:`.stopping`, :mod:`.retries`, :mod:`.horses`, :mod:`.rq_scheduler`: the bends,
+  :mod:`.stopping`, :mod:`.retries`, :mod:`.horses`, :mod:`.rq_scheduler`,
+  :mod:`.pausing`, :mod:`.rate_limits`: the bends,
   one concern each; :mod:`.spawn`: starting a spawn horse without secrets on its argv;
 - :mod:`.classes`: the ``fork``, ``simple`` and ``spawn`` workers; :mod:`.pool`: the pool;
 - :mod:`.run`: running them from the command line.

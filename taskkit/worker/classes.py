@@ -29,6 +29,7 @@ from taskkit.worker.joblog import _log_ok
 from taskkit.worker.metering import Metering
 from taskkit.worker.outages import Outages
 from taskkit.worker.pausing import Pausing
+from taskkit.worker.rate_limits import RateLimits
 from taskkit.worker.recovery import Recovery
 from taskkit.worker.retries import Retries
 from taskkit.worker.retry_policy import RetryPolicy
@@ -43,7 +44,7 @@ WorkerClassName = Literal["fork", "simple", "spawn"]
 
 
 class TaskkitForkWorker(
-    Pausing, Stopping, Outages, Recovery, Metering, Tracing, Retries, RetryPolicy,
+    RateLimits, Pausing, Stopping, Outages, Recovery, Metering, Tracing, Retries, RetryPolicy,
     RqSchedulerProcess, Horses, Worker,
 ):
     """RQ's forking worker (a work horse per job), with taskkit's bends."""
@@ -126,7 +127,7 @@ class TaskkitForkWorker(
 
 
 class TaskkitSimpleWorker(
-    Pausing, Stopping, Outages, Recovery, Metering, Tracing, Retries, RetryPolicy,
+    RateLimits, Pausing, Stopping, Outages, Recovery, Metering, Tracing, Retries, RetryPolicy,
     RqSchedulerProcess, SimpleWorker,
 ):
     """RQ's simple worker (jobs run in the worker process), with taskkit's policies.
