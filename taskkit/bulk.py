@@ -1,6 +1,6 @@
 """Enqueueing many jobs at once: RQ's job hash built once per job name, then filled in.
 
-``Registry.enqueue_many`` used to spend its time in RQ's generic per-job work: building a
+Enqueued one by one, most of a job's cost is RQ's generic per-job work: building a
 :class:`rq.job.Job` (``Job.create``, resolving the serializer), turning it into a hash
 (``Job.to_dict``), describing the call, and queueing four commands per job. In a batch
 the same few job names repeat, and for one name everything in the job's hash except its

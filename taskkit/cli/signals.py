@@ -1,7 +1,7 @@
-"""What a long-running command does with SIGTERM/SIGINT once its work has stopped.
-
-This is the worker's concern, kept here until it moves into the worker package with the
-rest of stopping and signals.
+"""What a long-running command (``run-worker``, ``run-scheduler``, ``dev``) does with
+SIGTERM/SIGINT once its work has stopped: the process leaves at once with the status it
+was leaving with, so a thread an app left running never needs a SIGKILL. How a worker
+stops while it works is :mod:`taskkit.worker.stopping`'s.
 """
 
 from __future__ import annotations
