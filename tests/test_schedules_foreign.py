@@ -159,6 +159,12 @@ def test_rqscheduler_and_taskkit_schedulers_fire_only_their_own_entries(
             )  # fmt: skip
         foreign_after = redis_conn.llen(FOREIGN_QUEUE)
         poll(lambda: redis_conn.llen(FOREIGN_QUEUE) > foreign_after, "a foreign fire", theirs)
+        # Checked while rqscheduler runs: its reschedule is a ZREM then a ZADD, so the
+        # SIGTERM that ends it can land between the two and drop its own interval entry.
+        poll(
+            lambda: redis_conn.zscore(RQ_SCHEDULER_JOBS_KEY, "team-heartbeat") is not None,
+            "rq-scheduler's own entry", theirs,
+        )  # fmt: skip
         assert theirs.poll() is None, "rqscheduler died"
     their_output = outputs["rqscheduler"]
 
@@ -168,7 +174,6 @@ def test_rqscheduler_and_taskkit_schedulers_fire_only_their_own_entries(
     assert "Traceback" not in their_output, their_output
     # Neither removed the other's entry.
     assert redis_conn.zscore(SCHEDULED_JOBS_KEY, entry) is not None
-    assert redis_conn.zscore(RQ_SCHEDULER_JOBS_KEY, "team-heartbeat") is not None
     assert load(path, cached=False).config.schedules["pulse"].every == 1
 
 
