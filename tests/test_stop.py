@@ -52,6 +52,7 @@ def stop_and_time(worker_cli: WorkerCli, process: subprocess.Popen[bytes]) -> fl
     return took
 
 
+@pytest.mark.timeout(900)  # twenty worker starts; a loaded machine takes seconds for each
 def test_twenty_stops_in_a_row_each_exit_within_seconds(
     worker_cli: WorkerCli, taskkit_registry: Registry, tmp_path: Path
 ) -> None:

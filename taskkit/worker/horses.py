@@ -112,23 +112,24 @@ class _HorseOutcome:
 horse_outcome: _HorseOutcome | None = None
 
 
-def die_with_parent(parent: int | None) -> None:
-    """Make this process (a work horse) die when its worker does.
+def die_with_parent(parent: int | None, signum: signal.Signals = signal.SIGKILL) -> None:
+    """Make this process (a work horse, by default) get ``signum`` when its parent dies.
 
     An orphaned horse would go on running its job while another worker recovers the job
-    as abandoned and runs it again: two runs at once. Linux delivers SIGKILL to the
-    horse when the worker dies (PR_SET_PDEATHSIG); elsewhere a thread watches the parent.
+    as abandoned and runs it again: two runs at once. Linux delivers the signal when the
+    parent dies (PR_SET_PDEATHSIG); elsewhere a thread watches the parent. A pool's
+    worker asks for SIGTERM instead: it ends its job, deregisters and exits.
     """
     if _PRCTL is not None:
-        if _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        if _PRCTL(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0) != 0:
             log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
     elif parent is not None:
-        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    if parent is not None and os.getppid() != parent:  # the worker died before prctl
-        os._exit(1)
+        threading.Thread(target=_watch_parent, args=(parent, signum), daemon=True).start()
+    if parent is not None and os.getppid() != parent:  # the parent died before prctl
+        os.kill(os.getpid(), signum)
 
 
-def _watch_parent(parent: int) -> None:
+def _watch_parent(parent: int, signum: signal.Signals) -> None:
     while os.getppid() == parent:
         time.sleep(1)
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signum)

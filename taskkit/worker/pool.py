@@ -1,13 +1,17 @@
 """RQ's worker pool (``--processes N``) with taskkit's workers; it stops when they give up.
 
 Its workers are forked from this process as it is (registry, app, settings). RQ's pool
-would respawn a worker that gave up on Redis, forever.
+would respawn a worker that gave up on Redis, forever, and its workers outlive a pool
+that is SIGKILLed (a restart then runs twice the workers); taskkit's end their job and
+stop.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import signal
 import sys
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -16,6 +20,7 @@ import redis
 from rq.worker_pool import WorkerData, WorkerPool
 
 from taskkit.worker.base import WorkerBase, _queue_names
+from taskkit.worker.horses import die_with_parent
 from taskkit.worker.outages import RedisGoneError, wait_for_redis
 from taskkit.worker.queue import TaskkitQueue
 
@@ -45,7 +50,7 @@ class TaskkitWorkerPool(WorkerPool):
         """A forked process that runs one taskkit worker called ``name``."""
         return multiprocessing.get_context("fork").Process(
             target=_run_pool_worker,
-            args=(self, name, burst, logging_level),
+            args=(self, name, burst, logging_level, os.getpid()),
             name=f"Worker {name} (WorkerPool {self.name})",
         )
 
@@ -60,8 +65,11 @@ class TaskkitWorkerPool(WorkerPool):
         super().handle_dead_worker(worker_data)
 
 
-def _run_pool_worker(pool: TaskkitWorkerPool, name: str, burst: bool, logging_level: str) -> None:
-    """The body of a pool's worker process."""
+def _run_pool_worker(
+    pool: TaskkitWorkerPool, name: str, burst: bool, logging_level: str, pool_pid: int
+) -> None:
+    """The body of a pool's worker process; a SIGTERM stops it when the pool dies."""
+    die_with_parent(pool_pid, signal.SIGTERM)
     try:
         wait_for_redis(pool.connection, WorkerBase.settings.redis_timeout)
     except RedisGoneError:

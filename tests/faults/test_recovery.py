@@ -113,6 +113,32 @@ def test_the_jobs_of_a_killed_worker_pool_are_recovered_within_the_bound(
     assert worker_cli.stop(rescuer) == 0
 
 
+def test_the_workers_of_a_killed_pool_end_their_job_and_stop(
+    worker_cli: WorkerCli, taskkit_registry: Registry
+) -> None:
+    """RQ's pool workers outlived a SIGKILLed pool, so its restart ran twice the workers."""
+    job = taskkit_registry.enqueue("attempt_retried", "k", first=2)
+    pool = worker_cli.start("run-worker", "-c", CONFIG, *FAST_ARGS, "--processes", "2")
+    conn = taskkit_registry.connection
+    first_run(taskkit_registry, "k")
+    wait_for(lambda: Worker.count(connection=conn) == 2, what="both pool workers")
+    below = descendants(pool.pid)
+
+    kill([pool.pid])  # the pool alone: its workers see it gone
+    pool.wait(timeout=10)
+    try:
+        wait_for(
+            lambda: not any(pid_alive(pid) for pid in below),
+            timeout=30,
+            what="the pool's workers (and their processes) to stop",
+        )
+    finally:
+        kill(below)  # never leave a worker behind on a database another test takes
+    wait_for_status(taskkit_registry, job, [JobStatus.FINISHED], timeout=5)
+    assert len(records(taskkit_registry, "k")) == 1, "the job ran once, to its end"
+    assert Worker.count(connection=conn) == 0, "each worker deregistered as it stopped"
+
+
 def test_the_job_of_a_killed_simple_worker_is_recovered_after_its_timeout(
     worker_cli: WorkerCli, taskkit_registry: Registry
 ) -> None:
