@@ -144,7 +144,7 @@ def cli_env(**variables: str) -> dict[str, str]:
     return env
 
 
-def poll(condition: Callable[[], object], timeout: float = 30, what: str = "") -> None:
+def poll(condition: Callable[[], object], timeout: float = 60, what: str = "") -> None:
     """Like worker_support.wait_for, with a slower pace for subprocess polling."""
     deadline = time.monotonic() + timeout
     while not condition():

@@ -126,7 +126,7 @@ def snapshot(conn: redis.Redis) -> dict[bytes, Any]:
 TASKKIT = [sys.executable, "-c", "import sys; from taskkit.cli import main; main(sys.argv[1:])"]
 
 
-def wait_for(condition: Any, what: str, timeout: float = 20.0) -> None:
+def wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

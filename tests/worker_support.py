@@ -111,7 +111,7 @@ def _lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 20, what: str = "") -> None:
+def wait_for(condition: Callable[[], object], timeout: float = 60, what: str = "") -> None:
     """Poll ``condition`` until it is true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from fault_support import (
@@ -114,10 +115,11 @@ def test_the_jobs_of_a_killed_worker_pool_are_recovered_within_the_bound(
 
 
 def test_the_workers_of_a_killed_pool_end_their_job_and_stop(
-    worker_cli: WorkerCli, taskkit_registry: Registry
+    worker_cli: WorkerCli, taskkit_registry: Registry, tmp_path: Path
 ) -> None:
     """RQ's pool workers outlived a SIGKILLed pool, so its restart ran twice the workers."""
-    job = taskkit_registry.enqueue("attempt_retried", "k", first=2)
+    release = tmp_path / "release"
+    job = taskkit_registry.enqueue("hold_retried", "k", str(release))
     pool = worker_cli.start("run-worker", "-c", CONFIG, *FAST_ARGS, "--processes", "2")
     conn = taskkit_registry.connection
     first_run(taskkit_registry, "k")
@@ -127,9 +129,10 @@ def test_the_workers_of_a_killed_pool_end_their_job_and_stop(
     kill([pool.pid])  # the pool alone: its workers see it gone
     pool.wait(timeout=10)
     try:
+        wait_for(lambda: Worker.count(connection=conn) == 1, what="the idle worker to stop")
+        release.touch()  # the busy one ends its job first
         wait_for(
             lambda: not any(pid_alive(pid) for pid in below),
-            timeout=30,
             what="the pool's workers (and their processes) to stop",
         )
     finally:

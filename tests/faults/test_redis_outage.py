@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import redis
 from fault_support import (
     CONFIG,
     FAST_ARGS,
+    FAST_BOUND,
     FAULT_JOBS,
     PrivateRedis,
     fetch,
@@ -77,12 +79,15 @@ def test_a_job_running_while_redis_crashes_finishes_once(
     taskkit_registry: Registry,
     private_redis: PrivateRedis,
     worker_class: str,
+    tmp_path: Path,
 ) -> None:
     """The outage (4 s) outlasts the job's heartbeat (3 s): the idle second worker must not
-    take the running job for abandoned when Redis is back."""
+    take the running job for abandoned when Redis is back. The job runs until the test
+    releases it, after the idle worker has had its maintenance passes."""
     worker_cli.env["REDIS_URL"] = private_redis.url
+    release = tmp_path / "release"
     with use_redis(taskkit_registry, private_redis.url) as conn:
-        job = taskkit_registry.enqueue("attempt_retried", "b", first=9)
+        job = taskkit_registry.enqueue("hold_retried", "b", str(release))
         args = ("run-worker", "-c", CONFIG, *FAST_ARGS)
         busy = worker_cli.start(*args, "--worker-class", worker_class)
         wait_for(lambda: records(taskkit_registry, "b"), what="the job to start")
@@ -92,6 +97,10 @@ def test_a_job_running_while_redis_crashes_finishes_once(
         private_redis.crash()
         time.sleep(4)
         private_redis.start()  # with its append-only file: nothing acknowledged is lost
+        wait_for(lambda: states(conn) == ["busy", "idle"], what="both workers back")
+        # Time for the idle worker's maintenance to take the job for abandoned, were it to.
+        time.sleep(FAST_BOUND)
+        release.touch()
 
         wait_for_status(taskkit_registry, job, [JobStatus.FINISHED], timeout=40)
         after = taskkit_registry.enqueue("noop")

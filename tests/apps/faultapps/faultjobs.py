@@ -30,6 +30,25 @@ def attempt(tag: str, first: float = 0.0, later: float = 0.0) -> int:
     return number
 
 
+def hold(tag: str, release: str) -> int:
+    """Record the run, wait until the file ``release`` exists (at most 2 min), then end.
+
+    The test decides when the job ends, whatever the load on the machine. The end is
+    marked in a file ``RELEASE.ended.N`` first (Redis may be away), then in Redis.
+    """
+    conn = _redis()
+    number = int(conn.incr(f"faults:attempts:{tag}"))
+    start = {"pid": os.getpid(), "ppid": os.getppid(), "start": time.time(), "attempt": number}
+    conn.rpush(f"faults:runs:{tag}", json.dumps(start))
+    deadline = time.monotonic() + 120
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with open(f"{release}.ended.{number}", "w", encoding="ascii") as ended:
+        ended.write(str(time.time()))
+    conn.rpush(f"faults:ends:{tag}", json.dumps({"pid": os.getpid(), "end": time.time()}))
+    return number
+
+
 def noop() -> None:
     """Nothing: a job to show the worker went on."""
 
