@@ -61,6 +61,12 @@ OVERRIDES: dict[tuple[str, str], str | None] = {
     ("rq.job.Job", "success_callback"): None,
     ("rq.queue.Queue", "lmove"): "cls, connection, queue_key, timeout",
     ("rq.queue.Queue", "lpop"): "cls, queue_keys, timeout, connection=",
+    # taskkit.worker.rq_scheduler: due entries that are no job id are removed, not read.
+    ("rq.registry.ScheduledJobRegistry", "get_jobs_to_schedule"): (
+        "self, timestamp=, chunk_size="
+    ),
+    ("rq.scheduler.RQScheduler", "enqueue_scheduled_jobs"): "self",
+    ("rq.scheduler.RQScheduler", "prepare_registries"): "self, queue_names=",
     ("rq.scheduler.RQScheduler", "start"): "self",
     ("rq.scheduler.RQScheduler", "work"): "self",
     ("rq.worker.base.BaseWorker", "_start_scheduler"): (
@@ -133,6 +139,7 @@ PRIVATE: dict[str, str] = {
     "_process": "scheduler",
     "_pubsub_exception_handler": "worker",
     "_result": "job",
+    "_scheduled_job_registries": "scheduler",
     "_serializer_arg": "worker",
     "_shutdown_requested_date": "worker",
     "_start_scheduler": "worker",
@@ -164,6 +171,9 @@ COPIED: dict[str, str] = {
     # taskkit's _run_pool_worker: RQ's pool worker body, with taskkit's Redis wait.
     "rq.worker_pool.run_worker": "13053f7a854db475",
     "rq.worker_pool.WorkerPool.get_worker_process": "f1985a4efe4f7917",
+    # taskkit's scheduled registry and scheduler: RQ's, skipping entries that are no job id.
+    "rq.registry.ScheduledJobRegistry.get_jobs_to_schedule": "9fea86bec1b659e2",
+    "rq.scheduler.RQScheduler.prepare_registries": "bb13c347fbd12071",
 }
 
 # Functions and names from RQ's modules other than its documented API.
@@ -175,6 +185,7 @@ IMPORTED = [
     "rq.job_lifecycle:format_exc_info",
     "rq.intermediate_queue:IntermediateQueue",
     "rq.registry:clean_registries",
+    "rq.utils:current_timestamp",
     "rq.utils:now",
     "rq.utils:utcformat",
     "rq.worker_pool:WorkerData",

@@ -2,7 +2,10 @@
 
 RQ's dies with two tracebacks whenever Redis goes away and outlives a SIGKILLed worker;
 taskkit's stops with one line (the worker starts it again at a maintenance pass) and dies
-with its worker. A stopping worker waits for it a bounded time, then kills it.
+with its worker. RQ's also raised at every pass on one due entry it cannot read, so no
+delayed job or retry of that queue was enqueued again; taskkit's removes an entry that is
+no job id and sends a job whose hash cannot be read to its queue, whose worker fails it
+with the reason. A stopping worker waits for it a bounded time, then kills it.
 """
 
 from __future__ import annotations
@@ -11,16 +14,53 @@ import contextlib
 import logging
 import os
 import signal
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
+from rq import Queue
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
+from rq.utils import current_timestamp
 
+from taskkit.logs import escape_controls
 from taskkit.worker.base import REDIS_ERRORS, WorkerBase, _reason
 from taskkit.worker.horses import die_with_parent
+from taskkit.worker.queue import is_job_id, shown
 from taskkit.worker.stopping import STOP_WAIT
 
 log = logging.getLogger("taskkit.worker")
+
+
+class TaskkitScheduledJobRegistry(ScheduledJobRegistry):
+    """RQ's registry of delayed jobs, as its scheduler reads it: garbage is removed.
+
+    RQ decodes every due entry (one that is no UTF-8 raised at every pass) and cuts it at
+    ``:`` (a forged ``ID:x`` enqueued job ID before its time).
+    """
+
+    def get_jobs_to_schedule(
+        self, timestamp: int | None = None, chunk_size: int = 1000
+    ) -> list[str]:
+        """RQ's: the ids of due entries; each entry that is no job id is removed and logged."""
+        score = timestamp if timestamp is not None else current_timestamp()
+        members = self.connection.zrangebyscore(self.key, 0, score, start=0, num=chunk_size)
+        ids: list[str] = []
+        for member in cast("list[bytes | str]", members):
+            if is_job_id(member):
+                ids.append(member.decode() if isinstance(member, bytes) else member)
+                continue
+            self.connection.zrem(self.key, member)
+            log.error(
+                "removed the entry %s from %s: it is not a job id (RQ ids are letters, digits, "
+                "'_' and '-'); a producer wrote garbage to the registry of delayed jobs",
+                shown(member),
+                escape_controls(self.key),
+            )
+        return ids
+
 
 class TaskkitScheduler(RQScheduler):
     """RQ's scheduler process (it moves due delayed jobs and retries to their queues).
@@ -37,6 +77,57 @@ class TaskkitScheduler(RQScheduler):
         """Fork the scheduler process, remembering which worker it belongs to."""
         self._worker_pid = os.getpid()
         return super().start()  # type: ignore[no-untyped-call]
+
+    def prepare_registries(self, queue_names: Iterable[str] | None = None) -> None:
+        """RQ's, with :class:`TaskkitScheduledJobRegistry`."""
+        self._scheduled_job_registries = [
+            TaskkitScheduledJobRegistry(  # type: ignore[no-untyped-call]
+                name, connection=self.connection, serializer=self.serializer
+            )
+            for name in (queue_names or self.acquired_locks)
+        ]
+
+    def enqueue_scheduled_jobs(self) -> None:
+        """RQ's; if a due job's hash cannot be read, the job goes to its queue, and the rest on.
+
+        RQ reads every due job at once and raised on one it cannot read, at every pass;
+        on the queue, the worker that takes it fails it alone, with the reason.
+        """
+        try:
+            super().enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+        except REDIS_ERRORS:
+            raise
+        except Exception:
+            if not self._queue_unreadable_jobs():
+                raise
+            super().enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+
+    def _queue_unreadable_jobs(self) -> int:
+        """Move due jobs whose hash cannot be read to their queue; how many there were."""
+        moved = 0
+        for name in self.acquired_locks:
+            registry = TaskkitScheduledJobRegistry(  # type: ignore[no-untyped-call]
+                name, connection=self.connection, serializer=self.serializer
+            )
+            for job_id in registry.get_jobs_to_schedule():
+                try:
+                    Job.fetch(job_id, connection=self.connection, serializer=self.serializer)
+                except NoSuchJobError:
+                    continue
+                except Exception as error:  # what fails it on the queue says why
+                    with self.connection.pipeline() as pipe:
+                        pipe.zrem(registry.key, job_id)
+                        pipe.rpush(Queue(name, connection=self.connection).key, job_id)
+                        pipe.execute()
+                    moved += 1
+                    log.error(
+                        "delayed job %s cannot be read (%s); put on queue %s, whose worker "
+                        "fails it with the reason",
+                        job_id,
+                        escape_controls(f"{type(error).__name__}: {error}"[:200]),
+                        escape_controls(name),
+                    )
+        return moved
 
     def work(self) -> None:
         """RQ's scheduler loop, until stopped, its worker dies, or Redis goes away."""
@@ -79,7 +170,7 @@ class RqSchedulerProcess(WorkerBase):
             return
         try:
             self.scheduler.register_birth()
-            self.scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+            self.scheduler.enqueue_scheduled_jobs()
         finally:
             self.scheduler.release_locks()  # type: ignore[no-untyped-call]
             self.scheduler.register_death()

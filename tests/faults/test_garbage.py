@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from fault_support import failure_text, fetch
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
-from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer, PickleSerializer
-from worker_support import PICKLE_PROBE_JOBS
+from worker_support import PICKLE_PROBE_JOBS, WorkerCli, wait_for
 
 from taskkit import Registry
 from taskkit.testing import run_burst_worker
@@ -293,3 +294,53 @@ def test_a_worker_that_quits_on_an_unexpected_error_says_so(taskkit_registry: Re
     assert isinstance(worker.crashed, RuntimeError)  # type: ignore[attr-defined]
     message = str(WorkerCrashedError(worker.crashed))  # type: ignore[attr-defined]
     assert message.startswith("the worker quit on an unexpected error (RuntimeError: a bug)")
+
+
+SCHEDULED_GARBAGE = {"not a job id": b"bad.id", "not UTF-8": b"\xff\xfe", "a colon": b"a:b"}
+
+
+@pytest.mark.parametrize("damaged", ["bad status", "unparsable data"])
+@pytest.mark.parametrize("entry", list(SCHEDULED_GARBAGE))
+def test_garbage_among_due_delayed_jobs_is_removed_and_the_rest_run(
+    taskkit_registry: Registry, entry: str, damaged: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RQ's scheduler raised on such entries at every pass: no delayed job or retry of
+    that queue was ever enqueued again (and a burst worker, which runs it inline, quit).
+    A job whose hash cannot be read at all ("bad status") is failed with the reason."""
+    conn = taskkit_registry.connection
+    fields, reason = MALFORMED[damaged]
+    delayed = taskkit_registry.enqueue_in(timedelta(seconds=0), "noop")
+    broken = taskkit_registry.enqueue_in(timedelta(seconds=0), "noop")
+    damage(taskkit_registry, broken, **fields)
+    scheduled = ScheduledJobRegistry("default", connection=conn).key
+    conn.zadd(scheduled, {SCHEDULED_GARBAGE[entry]: time.time() - 60})
+
+    run = run_burst_worker(taskkit_registry)
+
+    assert (run.finished, run.failed) == (1, 1)
+    assert fetch(taskkit_registry, delayed).get_status() == JobStatus.FINISHED
+    assert reason in failure_text(taskkit_registry, broken)
+    assert conn.zcard(scheduled) == 0
+    (line,) = [r.getMessage() for r in caplog.records if "removed the entry" in r.getMessage()]
+    assert f"from {scheduled}: it is not a job id" in line and "\n" not in line
+
+
+def test_a_running_worker_enqueues_delayed_jobs_behind_garbage(
+    taskkit_registry: Registry, worker_cli: WorkerCli, taskkit_config_path: Path
+) -> None:
+    """The same in RQ's scheduler process of a running worker, which died at every pass."""
+    conn = taskkit_registry.connection
+    scheduled = ScheduledJobRegistry("default", connection=conn).key
+    conn.zadd(scheduled, {b"\xff\xfe": time.time() - 60})
+    process = worker_cli.start("run-worker", "-c", str(taskkit_config_path))
+    delayed = taskkit_registry.enqueue_in(timedelta(seconds=1), "noop")
+
+    wait_for(
+        lambda: fetch(taskkit_registry, delayed).get_status() == JobStatus.FINISHED,
+        what="the delayed job to run",
+    )
+    assert conn.zcard(scheduled) == 0
+    assert worker_cli.stop(process) == 0
+    assert "removed the entry '\\\\xff\\\\xfe' from rq:scheduled:default" in worker_cli.stderr(
+        process
+    )
