@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from ops_support import write_jobs_yaml
 from worker_support import PROBE_JOBS, WorkerCli
 
 from taskkit.redis_server import EmbeddedRedis
@@ -89,3 +90,20 @@ def worker_cli(redis_url: str, tmp_path: Path) -> Iterator[WorkerCli]:
     cli = WorkerCli(redis_url, tmp_path)
     yield cli
     cli.close()
+
+
+# -- the operations commands' app (tests/apps/opsapps) -----------------------------------------
+
+
+@pytest.fixture
+def ops_config(tmp_path: Path) -> Path:
+    """A jobs.yaml of the operations app in ``tmp_path``, on ``$REDIS_URL``."""
+    return write_jobs_yaml(tmp_path)
+
+
+@pytest.fixture
+def ops(ops_config: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Registry:
+    """The operations app's registry on this test's database."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.delenv("TASKKIT_REDIS_URL", raising=False)
+    return load(ops_config, cached=False)

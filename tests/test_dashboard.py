@@ -31,18 +31,6 @@ SECRETS = ("hunter22", "k-123456", "tok-abcdef")
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-@pytest.fixture
-def ops_config(tmp_path: Path) -> Path:
-    return write_jobs_yaml(tmp_path)
-
-
-@pytest.fixture
-def ops(ops_config: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Registry:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.delenv("TASKKIT_REDIS_URL", raising=False)
-    return load(ops_config, cached=False)
-
-
 class Door:
     """An ``auth`` callable a test opens and closes."""
 

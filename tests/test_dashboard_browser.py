@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 import redis
-from ops_support import free_port, write_jobs_yaml
+from ops_support import free_port
 from rq import Worker
 from worker_support import WorkerCli, wait_for
 
-from taskkit.registry import Registry, load
+from taskkit.registry import Registry
 
 pytestmark = pytest.mark.slow
 
@@ -35,18 +35,6 @@ CHROMIUM_FLAGS = (
     "--no-first-run",
     "--window-size=1280,900",
 )
-
-
-@pytest.fixture
-def ops_config(tmp_path: Path) -> Path:
-    return write_jobs_yaml(tmp_path)
-
-
-@pytest.fixture
-def ops(ops_config: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Registry:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.delenv("TASKKIT_REDIS_URL", raising=False)
-    return load(ops_config, cached=False)
 
 
 @pytest.fixture
@@ -94,9 +82,17 @@ def _text(browser: Any) -> str:
 
 
 def _click(browser: Any, xpath: str) -> None:
-    from selenium.webdriver.common.by import By
+    """Click a link or a form's button, and wait until the page it loads replaced this one.
 
+    Read at once, the old page's body could go stale in the middle of reading its text.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    before = browser.find_element(By.TAG_NAME, "body")
     browser.find_element(By.XPATH, xpath).click()
+    WebDriverWait(browser, 60).until(expected_conditions.staleness_of(before))
 
 
 def _until(

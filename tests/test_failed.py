@@ -10,29 +10,16 @@ from typing import Any
 import pytest
 import redis
 from click.testing import CliRunner
-from ops_support import write_jobs_yaml
 from rq.job import Job, JobStatus
 from worker_support import WorkerCli
 
 from taskkit.cli import cli, main
 from taskkit.failed import FailedJob
 from taskkit.redaction import describe_call, is_secret_name, positional_names, scrub
-from taskkit.registry import META_KEY, Registry, load
+from taskkit.registry import META_KEY, Registry
 from taskkit.testing import run_burst_worker
 
 SECRETS = ("hunter22", "k-123456", "tok-abcdef", "s3cr3t-pw")
-
-
-@pytest.fixture
-def ops_config(tmp_path: Path) -> Path:
-    return write_jobs_yaml(tmp_path)
-
-
-@pytest.fixture
-def ops(ops_config: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Registry:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.delenv("TASKKIT_REDIS_URL", raising=False)
-    return load(ops_config, cached=False)
 
 
 def invoke(*args: str, input: str | None = None) -> str:

@@ -17,7 +17,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from ops_support import cli_env, poll, write_jobs_yaml
+from ops_support import cli_env, poll
 from rq import Worker
 from rq.serializers import JSONSerializer
 from worker_support import REPO_ROOT, WorkerCli
@@ -26,13 +26,6 @@ from taskkit.registry import Registry, load
 from taskkit.testing import run_burst_worker
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def ops(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Registry:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.delenv("TASKKIT_REDIS_URL", raising=False)
-    return load(write_jobs_yaml(tmp_path), cached=False)
 
 
 def rq_command(*args: str) -> list[str]:

@@ -7,25 +7,16 @@ import logging
 import re
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-from ops_support import write_jobs_yaml
 from rq.serializers import JSONSerializer
 from worker_support import WorkerCli
 
 from taskkit.logs import JsonFormatter
-from taskkit.registry import Registry, load
+from taskkit.registry import Registry
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def ops(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Registry:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.delenv("TASKKIT_REDIS_URL", raising=False)
-    return load(write_jobs_yaml(tmp_path), cached=False)
 
 
 def json_lines(stderr: str) -> list[dict[str, Any]]:

@@ -17,28 +17,15 @@ from pathlib import Path
 import pytest
 import redis
 from click.testing import CliRunner
-from ops_support import write_jobs_yaml
 from rq import Worker
 from worker_support import WorkerCli, wait_for
 
 from taskkit import queues
 from taskkit.cli import cli
 from taskkit.errors import QueueError
-from taskkit.registry import Registry, load
+from taskkit.registry import Registry
 from taskkit.testing import run_burst_worker
 from taskkit.worker import make_worker, prepare_process
-
-
-@pytest.fixture
-def ops_config(tmp_path: Path) -> Path:
-    return write_jobs_yaml(tmp_path)
-
-
-@pytest.fixture
-def ops(ops_config: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Registry:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.delenv("TASKKIT_REDIS_URL", raising=False)
-    return load(ops_config, cached=False)
 
 
 def invoke(*args: str) -> tuple[int, str]:

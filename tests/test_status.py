@@ -20,20 +20,8 @@ from worker_support import WorkerCli
 
 from taskkit import schedules
 from taskkit.cli import cli
-from taskkit.registry import META_KEY, Registry, load
+from taskkit.registry import META_KEY, Registry
 from taskkit.testing import run_burst_worker
-
-
-@pytest.fixture
-def ops_config(tmp_path: Path) -> Path:
-    return write_jobs_yaml(tmp_path)
-
-
-@pytest.fixture
-def ops(ops_config: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Registry:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.delenv("TASKKIT_REDIS_URL", raising=False)
-    return load(ops_config, cached=False)
 
 
 def status_json(config: Path) -> dict[str, Any]:
