@@ -164,3 +164,20 @@ class PrivateRedis:
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
+
+
+class FakeClock:
+    """``time.sleep`` and ``time.monotonic`` for the code under test: a sleep is recorded
+    and moves the clock on at once. Redis is really away; only the waiting is skipped."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        monkeypatch.setattr(time, "monotonic", lambda: self.now)
+        monkeypatch.setattr(time, "sleep", self.sleep)
+
+    def sleep(self, seconds: float) -> None:
+        if len(self.sleeps) >= 100:  # the hang guard: it never gives up
+            raise AssertionError(f"still retrying after sleeps of {self.sleeps}")
+        self.sleeps.append(seconds)
+        self.now += seconds

@@ -22,6 +22,7 @@ from fault_support import (
     FAST_ARGS,
     FAST_BOUND,
     FAULT_JOBS,
+    FakeClock,
     PrivateRedis,
     fetch,
     records,
@@ -215,23 +216,6 @@ def test_a_wrong_password_is_an_error_at_once(
 
 
 # -- the backoff between tries -------------------------------------------------------------------
-
-
-class FakeClock:
-    """``time.sleep`` and ``time.monotonic`` for the code under test: a sleep is recorded
-    and moves the clock on at once. Redis is really away; only the waiting is skipped."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        monkeypatch.setattr(time, "monotonic", lambda: self.now)
-        monkeypatch.setattr(time, "sleep", self.sleep)
-
-    def sleep(self, seconds: float) -> None:
-        if len(self.sleeps) >= 100:  # the hang guard: it never gives up
-            raise AssertionError(f"still retrying after sleeps of {self.sleeps}")
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def trying_once(url: str) -> redis.Redis:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from fault_support import FAULT_APPS, PrivateRedis, descendants, kill, pid_alive
+from fault_support import FAULT_APPS, FakeClock, PrivateRedis, descendants, kill, pid_alive
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from worker_support import WorkerCli, wait_for
@@ -219,23 +219,6 @@ def test_run_scheduler_waits_for_redis_at_start_then_gives_up_with_one_line(
     assert "is waiting for Redis at redis://:***@127.0.0.1:1/0" in done.stderr
     assert "s3cret-pw" not in done.stderr
     assert "Traceback" not in done.stderr
-
-
-class FakeClock:
-    """``time.sleep`` and ``time.monotonic`` for the loop: a sleep is recorded and moves
-    the clock on at once. Redis is really away; only the waiting is skipped."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        monkeypatch.setattr(time, "monotonic", lambda: self.now)
-        monkeypatch.setattr(time, "sleep", self.sleep)
-
-    def sleep(self, seconds: float) -> None:
-        if len(self.sleeps) >= 100:  # the hang guard: it never gives up
-            raise AssertionError(f"still retrying after sleeps of {self.sleeps}")
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def test_the_scheduler_retries_half_a_second_then_1_then_every_2_s_until_the_timeout(
