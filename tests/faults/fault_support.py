@@ -31,8 +31,8 @@ CONFIG = str(FAULT_JOBS)
 FAST = WorkerConfig(heartbeat_interval=1, heartbeat_grace=2, maintenance_interval=2)
 FAST_ARGS = ("--heartbeat-interval", "1", "--heartbeat-grace", "2", "--maintenance-interval", "2")
 FAST_BOUND = recovery_bound(FAST)
-SLACK = 4.0
-"""Seconds allowed on top of a computed bound: process start-up, polling, a busy CI box."""
+SLACK = 6.0
+"""Seconds allowed on top of a computed bound: polling, and a busy machine's slow wake-ups."""
 
 
 def records(registry: Registry, tag: str, kind: str = "runs") -> list[dict[str, Any]]:

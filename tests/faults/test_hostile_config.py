@@ -192,6 +192,7 @@ def _payloads_would_run() -> Any:
     assert imported_before or "loaderapps.marker" not in sys.modules, "a payload was imported"
 
 
+@pytest.mark.timeout(900)  # 10,500 documents: 77 s beside two CPU hogs
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -201,8 +202,9 @@ def _payloads_would_run() -> Any:
 )
 @given(st.randoms(use_true_random=False))
 def test_hostile_documents_fail_fast_and_run_nothing(rnd: random.Random) -> None:
+    """Fast in CPU time of this process: a bomb burns it, a busy machine does not."""
     roll = rnd.random()
-    started = time.perf_counter()
+    started = time.process_time()
     if roll < 0.35:
         text, field, value = trap(rnd)
         config = parse(text)
@@ -214,8 +216,8 @@ def test_hostile_documents_fail_fast_and_run_nothing(rnd: random.Random) -> None
         assert (config is None) == (len(text.encode()) > MAX_FILE_BYTES)
     else:
         parse(rnd.choice(KINDS)(rnd))
-    took = time.perf_counter() - started
-    assert took < (3.0 if roll < 0.352 else 1.0), f"{took:.2f}s"
+    took = time.process_time() - started
+    assert took < (3.0 if roll < 0.352 else 1.0), f"{took:.2f}s of CPU"
     assert not MARKER.exists(), "a payload ran"
 
 

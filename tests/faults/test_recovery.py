@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -47,6 +48,20 @@ def first_run(registry: Registry, tag: str) -> dict[str, float]:
     return records(registry, tag)[0]
 
 
+def started_beside(
+    worker_cli: WorkerCli, registry: Registry, args: tuple[str, ...], *more: str
+) -> subprocess.Popen[bytes]:
+    """Start a rescuing worker and wait until it listens, so that what a test times after
+    a kill is the recovery, not how long a process takes to start on a busy machine."""
+    before = Worker.count(connection=registry.connection)
+    rescuer = worker_cli.start(*args, *more)
+    wait_for(
+        lambda: Worker.count(connection=registry.connection) > before,
+        what="the rescuing worker to listen",
+    )
+    return rescuer
+
+
 def check_recovered(registry: Registry, tag: str, outcome: JobStatus, job_id: str) -> None:
     """A retried job ran again to its end; a failed one says it was abandoned."""
     job = fetch(registry, job_id)
@@ -79,9 +94,10 @@ def test_the_job_of_a_killed_worker_is_recovered_within_the_bound(
     run = first_run(taskkit_registry, "k")
     assert run["ppid"] == victim.pid, "the job runs in a work horse"
 
+    rescuer = started_beside(worker_cli, taskkit_registry, args, "--worker-class", "simple")
+
     kill([victim.pid, *descendants(victim.pid)])  # the worker, its horse, RQ's scheduler
     killed = time.monotonic()
-    rescuer = worker_cli.start(*args, "--worker-class", "simple")
     wait_for_status(taskkit_registry, job, [outcome], timeout=FAST_BOUND + 30)
     took = time.monotonic() - killed
 
@@ -100,9 +116,10 @@ def test_the_jobs_of_a_killed_worker_pool_are_recovered_within_the_bound(
     runs = [first_run(taskkit_registry, f"p{n}") for n in range(2)]
     assert runs[0]["ppid"] != runs[1]["ppid"], "one job in each pool worker"
 
+    rescuer = started_beside(worker_cli, taskkit_registry, args)
+
     kill([victim.pid, *descendants(victim.pid)])
     killed = time.monotonic()
-    rescuer = worker_cli.start(*args)
     for job in jobs:
         wait_for_status(taskkit_registry, job, [JobStatus.FINISHED], timeout=FAST_BOUND + 30)
     took = time.monotonic() - killed
@@ -152,8 +169,9 @@ def test_the_job_of_a_killed_simple_worker_is_recovered_after_its_timeout(
     run = first_run(taskkit_registry, "s")
     assert run["pid"] == victim.pid
 
+    rescuer = started_beside(worker_cli, taskkit_registry, args)
+
     kill([victim.pid, *descendants(victim.pid)])
-    rescuer = worker_cli.start(*args)
     bound = 3 + FAST.heartbeat_grace + FAST.maintenance_interval + wake_interval(FAST)
     wait_for_status(taskkit_registry, job, [JobStatus.FINISHED], timeout=bound + 30)
     took = time.time() - run["start"]
