@@ -2,8 +2,8 @@
 
 RQ's dies with two tracebacks whenever Redis goes away and outlives a SIGKILLed worker;
 taskkit's stops with one line (the worker starts it again at a maintenance pass) and dies
-with its worker. RQ's also raised at every pass on one due entry it cannot read, so no
-delayed job or retry of that queue was enqueued again; taskkit's removes an entry that is
+with its worker. RQ's raises at every pass on one due entry it cannot read, so no
+delayed job or retry of that queue is enqueued again; taskkit's removes an entry that is
 no job id and sends a job whose hash cannot be read to its queue, whose worker fails it
 with the reason. A stopping worker waits for it a bounded time, then kills it.
 """
@@ -37,8 +37,8 @@ log = logging.getLogger("taskkit.worker")
 class TaskkitScheduledJobRegistry(ScheduledJobRegistry):
     """RQ's registry of delayed jobs, as its scheduler reads it: garbage is removed.
 
-    RQ decodes every due entry (one that is no UTF-8 raised at every pass) and cuts it at
-    ``:`` (a forged ``ID:x`` enqueued job ID before its time).
+    RQ decodes every due entry (one that is no UTF-8 raises at every pass) and cuts it at
+    ``:`` (a forged ``ID:x`` enqueues job ID before its time).
     """
 
     def get_jobs_to_schedule(
@@ -90,7 +90,7 @@ class TaskkitScheduler(RQScheduler):
     def enqueue_scheduled_jobs(self) -> None:
         """RQ's; if a due job's hash cannot be read, the job goes to its queue, and the rest on.
 
-        RQ reads every due job at once and raised on one it cannot read, at every pass;
+        RQ reads every due job at once and raises on one it cannot read, at every pass;
         on the queue, the worker that takes it fails it alone, with the reason.
         """
         try:
